@@ -1,0 +1,182 @@
+package pac
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"reflect"
+	"sync"
+
+	"github.com/dop251/goja"
+)
+
+// maxCallStack bounds recursion in a script (goja counts frames).
+const maxCallStack = 1000
+
+// vm is one JavaScript runtime with the PAC functions installed and the
+// script's top-level code run. It serves one call at a time; Script pools
+// them.
+type vm struct {
+	s  *Script
+	rt *goja.Runtime
+	fn goja.Callable // FindProxyForURLEx if defined, else FindProxyForURL
+
+	// ctx bounds the current call: the caller's context plus the time limit.
+	// The DNS functions wait on it.
+	ctx   context.Context
+	asked []dnsKey // distinct DNS questions of the current call
+
+	// The watchdog interrupts the runtime when ctx ends. armed says whether
+	// a call is running, so that a late firing after the call cannot leave an
+	// interrupt pending for the next one.
+	mu    sync.Mutex
+	armed bool
+}
+
+// errInterrupted is what the watchdog interrupts the runtime with.
+var errInterrupted = errors.New("pac: evaluation interrupted")
+
+func (s *Script) newVM(ctx context.Context) (*vm, error) {
+	v := &vm{s: s, rt: goja.New()}
+	v.rt.SetTimeSource(s.opts.Now)
+	v.rt.SetMaxCallStackSize(maxCallStack)
+	v.install()
+	err := v.guard(ctx, func() error {
+		_, err := v.rt.RunProgram(s.prg)
+		return err
+	})
+	if err != nil {
+		return nil, s.scriptError(err, "while loading the script")
+	}
+	for _, name := range []string{entryPointEx, entryPoint} {
+		if fn, ok := goja.AssertFunction(v.rt.Get(name)); ok {
+			v.fn = fn
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("pac: %s defines no function FindProxyForURL(url, host)", s.opts.Name)
+}
+
+// guard runs f with the call's context set and the watchdog armed.
+func (v *vm) guard(parent context.Context, f func() error) error {
+	ctx, cancel := context.WithTimeout(parent, v.s.opts.Timeout)
+	defer cancel()
+	v.ctx, v.asked = ctx, v.asked[:0]
+	v.mu.Lock()
+	v.armed = true
+	v.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		v.mu.Lock()
+		if v.armed {
+			v.rt.Interrupt(errInterrupted)
+		}
+		v.mu.Unlock()
+	})
+	err := f()
+	stop()
+	v.mu.Lock()
+	v.armed = false
+	v.mu.Unlock()
+	v.rt.ClearInterrupt()
+	v.ctx = nil
+	if err != nil && ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+			return fmt.Errorf("pac: %s did not finish within %v (an endless loop, or DNS too slow?): %w",
+				v.s.opts.Name, v.s.opts.Timeout, ErrTimeout)
+		}
+		return fmt.Errorf("pac: evaluation stopped: %w", parent.Err())
+	}
+	return err
+}
+
+// call runs the entry point.
+func (v *vm) call(ctx context.Context, url, host string) (string, error) {
+	var res goja.Value
+	err := v.guard(ctx, func() error {
+		var err error
+		res, err = v.fn(goja.Undefined(), v.rt.ToValue(url), v.rt.ToValue(host))
+		return err
+	})
+	if err != nil {
+		return "", v.s.scriptError(err, "")
+	}
+	if !goja.IsString(res) {
+		return "", fmt.Errorf("pac: %s: FindProxyForURL returned %s, not a string; it must return a string such as \"DIRECT\" or \"PROXY host:port\"", v.s.opts.Name, describe(res))
+	}
+	return res.String(), nil
+}
+
+// describe names a JavaScript value's type for error messages.
+func describe(v goja.Value) string {
+	switch {
+	case v == nil || goja.IsUndefined(v):
+		return "undefined (no return statement reached?)"
+	case goja.IsNull(v):
+		return "null"
+	}
+	switch {
+	case goja.IsNumber(v):
+		return "a number (" + v.String() + ")"
+	case v.ExportType().Kind() == reflect.Bool:
+		return "a boolean (" + v.String() + ")"
+	}
+	return "an object"
+}
+
+// ScriptError is an exception thrown by a PAC script, with where.
+type ScriptError struct {
+	Script   string // the script's name
+	Line     int    // 1-based; 0 when unknown
+	Column   int
+	Function string // the function that threw, when known
+	Msg      string // the exception, as JavaScript prints it
+	Source   string // the line that threw
+}
+
+func (e *ScriptError) Error() string {
+	var b strings.Builder
+	b.WriteString("pac: ")
+	b.WriteString(e.Script)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	if e.Function != "" {
+		b.WriteString(" (in ")
+		b.WriteString(e.Function)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// scriptError turns a goja error into a *ScriptError that says where.
+func (s *Script) scriptError(err error, when string) error {
+	var ex *goja.Exception
+	if !errors.As(err, &ex) {
+		return err
+	}
+	var so *goja.StackOverflowError
+	msg := ex.Value().String()
+	if errors.As(err, &so) {
+		msg = "RangeError: maximum call stack size exceeded"
+	}
+	if when != "" {
+		msg += " " + when
+	}
+	e := &ScriptError{Script: s.opts.Name, Msg: msg}
+	for _, f := range ex.Stack() {
+		pos := f.Position()
+		if pos.Line == 0 || pos.Filename != s.opts.Name {
+			continue
+		}
+		e.Line, e.Column, e.Function = pos.Line, pos.Column, f.FuncName()
+		lines := strings.SplitN(s.src, "\n", e.Line+1)
+		if len(lines) >= e.Line {
+			e.Source = strings.TrimRight(lines[e.Line-1], "\r")
+		}
+		break
+	}
+	return e
+}
