@@ -72,13 +72,23 @@ const (
 
 // set changes one local field, as Date.prototype.setFullYear, setMonth,
 // setDate, setHours, setMinutes and setSeconds do: other fields keep their
-// values and overflow rolls into the larger units.
+// values and overflow rolls into the larger units. A NaN or infinite value
+// makes the date invalid; setting the year of an invalid date starts over
+// from January 1 of that year, as ECMAScript's setFullYear does.
 func (d *jsDate) set(field int, v float64) {
-	if !d.valid() || math.IsNaN(v) || math.IsInf(v, 0) {
+	if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e9 {
 		d.ms = math.NaN()
 		return
 	}
-	t := d.time(d.loc)
+	var t time.Time
+	switch {
+	case d.valid():
+		t = d.time(d.loc)
+	case field == fYear:
+		t = time.Date(1970, time.January, 1, 0, 0, 0, 0, d.loc)
+	default:
+		return
+	}
 	f := [6]int{t.Year(), int(t.Month()) - 1, t.Day(), t.Hour(), t.Minute(), t.Second()}
 	f[field] = int(v) // ToIntegerOrInfinity truncates toward zero
 	t = time.Date(f[fYear], time.Month(f[fMonth]+1), f[fDay], f[fHour], f[fMinute], f[fSecond],
@@ -101,15 +111,14 @@ func (d *jsDate) shiftToGMT() {
 }
 
 // inRange compares as the library does: inclusive, wrapping when the start
-// is after the end; any invalid date makes it false.
+// is after the end. Invalid dates are NaN, and every comparison with NaN is
+// false, in Go as in JavaScript: an invalid start can still leave the
+// wrapped test "now <= end" true.
 func inRange(d1, now, d2 jsDate) bool {
-	if !d1.valid() || !d2.valid() || !now.valid() {
-		return false
-	}
 	if d1.ms <= d2.ms {
 		return d1.ms <= now.ms && now.ms <= d2.ms
 	}
-	return d2.ms >= now.ms || now.ms >= d1.ms
+	return now.ms >= d1.ms || now.ms <= d2.ms
 }
 
 // jsParseInt is JavaScript's parseInt(String(v)).

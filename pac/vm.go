@@ -104,7 +104,11 @@ func (v *vm) call(ctx context.Context, url, host string) (string, error) {
 	if !goja.IsString(res) {
 		return "", fmt.Errorf("pac: %s: FindProxyForURL returned %s, not a string; it must return a string such as \"DIRECT\" or \"PROXY host:port\"", v.s.opts.Name, describe(res))
 	}
-	return res.String(), nil
+	raw := res.String()
+	if !isASCII(raw) {
+		return "", fmt.Errorf("pac: %s: FindProxyForURL returned a non-ASCII string %q; proxy names must be ASCII (punycode for international names)", v.s.opts.Name, raw)
+	}
+	return raw, nil
 }
 
 // describe names a JavaScript value's type for error messages.
@@ -153,20 +157,23 @@ func (e *ScriptError) Error() string {
 
 // scriptError turns a goja error into a *ScriptError that says where.
 func (s *Script) scriptError(err error, when string) error {
-	var ex *goja.Exception
-	if !errors.As(err, &ex) {
-		return err
-	}
+	var msg string
+	var stack []goja.StackFrame
 	var so *goja.StackOverflowError
-	msg := ex.Value().String()
-	if errors.As(err, &so) {
-		msg = "RangeError: maximum call stack size exceeded"
+	var ex *goja.Exception
+	switch {
+	case errors.As(err, &so):
+		msg, stack = "RangeError: Maximum call stack size exceeded", so.Stack()
+	case errors.As(err, &ex):
+		msg, stack = ex.Value().String(), ex.Stack()
+	default:
+		return err
 	}
 	if when != "" {
 		msg += " " + when
 	}
 	e := &ScriptError{Script: s.opts.Name, Msg: msg}
-	for _, f := range ex.Stack() {
+	for _, f := range stack {
 		pos := f.Position()
 		if pos.Line == 0 || pos.Filename != s.opts.Name {
 			continue
