@@ -135,7 +135,7 @@ func TestFunctions(t *testing.T) {
 		{`isResolvableEx("v6only.example")`, "true"},
 		{`isResolvableEx("unknown.example")`, "false"},
 		{`isResolvableEx(null)`, "true"}, // Chromium's quirk: undefined != ""
-		{`myIpAddress()`, "10.9.8.7"},     // the first IPv4 one
+		{`myIpAddress()`, "10.9.8.7"},    // the first IPv4 one
 		{`myIpAddressEx()`, "2001:db8::42;10.9.8.7"},
 		{`isInNetEx("198.95.249.79", "198.95.249.79/32")`, "true"},
 		{`isInNetEx("198.95.249.79", "198.95.0.0/16")`, "true"},
