@@ -375,7 +375,7 @@ func (v *vm) resolve(host, network string) ([]netip.Addr, bool) {
 	if !v.budget(host, network) {
 		return nil, false
 	}
-	addrs, err := v.s.dns.LookupNetIP(v.ctx, network, host)
+	addrs, err := v.s.dns.lookup(v.ctx, v.expiredChan(), network, host)
 	if err != nil {
 		return nil, false
 	}

@@ -1,6 +1,7 @@
 package pac
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,71 +11,98 @@ import (
 // a function of their inputs alone (see cachePolicy). The key holds exactly
 // what the script can see: the host, plus the URL when the script reads it.
 //
-// Entries live for a TTL (DNS answers the script used may change) and belong
-// to an epoch; Script.Invalidate and a change of the local addresses start a
-// new epoch, which empties the cache at once without touching the map.
+// An entry whose evaluation asked DNS lives for a TTL, since the answers may
+// change; one that did not cannot go stale (the script is deterministic for
+// its key, so it would take the same path again) and lives until evicted, so
+// that a hit on it does not even read the clock. Every entry belongs to an
+// epoch; Script.Invalidate and a change of the local addresses start a new
+// epoch, which empties the cache at once without touching the maps.
 //
-// Two generations bound the size: when the current map is full it becomes the
-// previous one and a fresh map starts; a hit in the previous map is promoted.
-// Reads are lock-free (sync.Map), so hits scale with cores.
+// Reads are lock-free: a hit is one lookup in an immutable map behind an
+// atomic pointer. New entries go to a locked map first and are promoted into
+// a fresh immutable map once reads have missed there as often as it has
+// entries, which keeps the copying amortised (sync.Map's original design,
+// with typed keys so that a hit does not hash an interface). When a
+// promotion would exceed the size bound, the old entries are dropped.
 type resultCache struct {
 	ttl time.Duration
-	max int64
+	max int
 
-	cur, prev atomic.Pointer[sync.Map]
-	n         atomic.Int64
-	epoch     atomic.Uint64
-	rotate    sync.Mutex
+	read  atomic.Pointer[map[cacheKey]*cacheEntry]
+	epoch atomic.Uint64
+
+	mu     sync.Mutex
+	dirty  map[cacheKey]*cacheEntry
+	misses int
 }
 
 type cacheKey struct{ url, host string }
 
 type cacheEntry struct {
 	res     Result
-	expires time.Time
+	expires time.Time // zero: never
 	epoch   uint64
 }
 
 func newResultCache(ttl time.Duration, max int) *resultCache {
-	c := &resultCache{ttl: ttl, max: int64(max)}
-	c.cur.Store(new(sync.Map))
-	c.prev.Store(new(sync.Map))
+	c := &resultCache{ttl: ttl, max: max, dirty: map[cacheKey]*cacheEntry{}}
+	c.read.Store(&map[cacheKey]*cacheEntry{})
 	return c
 }
 
-func (c *resultCache) get(k cacheKey, now time.Time) (Result, bool) {
-	v, ok := c.cur.Load().Load(k)
-	if !ok {
-		if v, ok = c.prev.Load().Load(k); !ok {
-			return Result{}, false
+func (c *resultCache) valid(e *cacheEntry, now func() time.Time) bool {
+	return e != nil && e.epoch == c.epoch.Load() && (e.expires.IsZero() || now().Before(e.expires))
+}
+
+// get returns the entry for k if it is current; now is read only for
+// entries that can expire.
+func (c *resultCache) get(k cacheKey, now func() time.Time) (Result, bool) {
+	if e := (*c.read.Load())[k]; c.valid(e, now) {
+		return e.res, true
+	}
+	c.mu.Lock()
+	e := c.dirty[k]
+	if e != nil {
+		c.misses++
+		if c.misses >= len(c.dirty) {
+			c.promoteLocked()
 		}
-		c.store(k, v.(*cacheEntry))
 	}
-	e := v.(*cacheEntry)
-	if e.epoch != c.epoch.Load() || !now.Before(e.expires) {
-		return Result{}, false
+	c.mu.Unlock()
+	if c.valid(e, now) {
+		return e.res, true
 	}
-	return e.res, true
+	return Result{}, false
 }
 
-func (c *resultCache) put(k cacheKey, res Result, now time.Time, epoch uint64) {
-	c.store(k, &cacheEntry{res: res, expires: now.Add(c.ttl), epoch: epoch})
+// put stores res for k, with a TTL when the evaluation asked DNS.
+func (c *resultCache) put(k cacheKey, res Result, usedDNS bool, now func() time.Time, epoch uint64) {
+	e := &cacheEntry{res: res, epoch: epoch}
+	if usedDNS {
+		e.expires = now().Add(c.ttl)
+	}
+	c.mu.Lock()
+	c.dirty[k] = e
+	if len(c.dirty) >= c.max {
+		c.promoteLocked()
+	}
+	c.mu.Unlock()
 }
 
-func (c *resultCache) store(k cacheKey, e *cacheEntry) {
-	if _, loaded := c.cur.Load().Swap(k, e); loaded {
-		return
+// promoteLocked publishes the dirty entries in a new read map.
+func (c *resultCache) promoteLocked() {
+	old := *c.read.Load()
+	var next map[cacheKey]*cacheEntry
+	if len(old)+len(c.dirty) > c.max {
+		next = c.dirty
+	} else {
+		next = make(map[cacheKey]*cacheEntry, len(old)+len(c.dirty))
+		maps.Copy(next, old)
+		maps.Copy(next, c.dirty)
 	}
-	if c.n.Add(1) <= c.max/2 {
-		return
-	}
-	c.rotate.Lock()
-	if c.n.Load() > c.max/2 {
-		c.prev.Store(c.cur.Load())
-		c.cur.Store(new(sync.Map))
-		c.n.Store(0)
-	}
-	c.rotate.Unlock()
+	c.read.Store(&next)
+	c.dirty = map[cacheKey]*cacheEntry{}
+	c.misses = 0
 }
 
 // invalidate drops every entry.

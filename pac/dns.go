@@ -106,6 +106,15 @@ func newDNSCache(next Resolver, now func() time.Time, timeout, ttl, neg time.Dur
 
 // LookupNetIP implements Resolver.
 func (c *dnsCache) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return c.lookup(ctx, nil, network, host)
+}
+
+// errLookupStopped is returned when stop closes before the answer arrives.
+var errLookupStopped = errors.New("pac: DNS lookup abandoned: the evaluation ran out of time")
+
+// lookup answers from the cache or waits for the lookup in flight, until
+// ctx ends or stop closes.
+func (c *dnsCache) lookup(ctx context.Context, stop <-chan struct{}, network, host string) ([]netip.Addr, error) {
 	key := dnsKey{network, canonicalName(host)}
 	c.mu.Lock()
 	e := c.entries[key]
@@ -122,7 +131,7 @@ func (c *dnsCache) LookupNetIP(ctx context.Context, network, host string) ([]net
 		e = &dnsEntry{done: make(chan struct{})}
 		c.evictLocked()
 		c.entries[key] = e
-		go c.lookup(e, key)
+		go c.resolve(e, key)
 	}
 	c.mu.Unlock()
 
@@ -131,10 +140,12 @@ func (c *dnsCache) LookupNetIP(ctx context.Context, network, host string) ([]net
 		return e.addrs, e.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-stop:
+		return nil, errLookupStopped
 	}
 }
 
-func (c *dnsCache) lookup(e *dnsEntry, key dnsKey) {
+func (c *dnsCache) resolve(e *dnsEntry, key dnsKey) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	addrs, err := c.next.LookupNetIP(ctx, key.network, key.host)
 	cancel()

@@ -101,7 +101,17 @@ func compileGlobRegexp(pattern string) *regexp2.Regexp {
 // hasLineTerminator reports whether s holds a character that '.' in a
 // JavaScript regexp does not match: \n, \r, U+2028 or U+2029.
 func hasLineTerminator(s string) bool {
-	return strings.ContainsAny(s, "\n\r\u2028\u2029")
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\n', '\r':
+			return true
+		case 0xE2: // the first byte of U+2028 and U+2029 in UTF-8
+			if strings.HasPrefix(s[i:], "\u2028") || strings.HasPrefix(s[i:], "\u2029") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // globMatch matches s against a pattern where '*' is any run of characters

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Kind is the type of one element of a PAC result.
@@ -80,9 +82,6 @@ type BadElement struct {
 }
 
 func (e *ResultError) Error() string {
-	if len(e.Bad) == 0 {
-		return fmt.Sprintf("pac: result %q names no route; expected DIRECT or PROXY host:port, separated by ';'", e.Result)
-	}
 	var b strings.Builder
 	b.WriteString("pac: bad result ")
 	b.WriteString(strconv.Quote(e.Result))
@@ -98,12 +97,14 @@ func (e *ResultError) Error() string {
 // ParseResult parses the string FindProxyForURL returned into routes, in
 // order. Elements are separated by ';'; keywords are case-insensitive and
 // surrounding white space is ignored; empty elements are skipped. A proxy
-// without a port gets its scheme's default port.
+// without a port gets its scheme's default port; host names are lower-cased.
+// An empty result means DIRECT, as the Netscape specification says.
 //
 // When some elements are malformed, ParseResult returns the routes that did
-// parse together with a *ResultError naming each bad element; the routes are
-// what Chromium would use (it skips bad elements, and falls back to DIRECT when
-// none is left). When no element names a route, the routes are empty.
+// parse together with a *ResultError naming each bad element: Chromium skips
+// bad elements the same way. When no element is valid, the routes are empty
+// (Chromium would then go DIRECT; the agent decides by its continuity
+// policy instead).
 func ParseResult(s string) ([]Route, error) {
 	var routes []Route
 	var rerr *ResultError
@@ -129,8 +130,8 @@ func ParseResult(s string) ([]Route, error) {
 	if rerr != nil {
 		return routes, rerr
 	}
-	if len(routes) == 0 {
-		return nil, &ResultError{Result: s}
+	if index == 0 {
+		return []Route{{Kind: Direct}}, nil
 	}
 	return routes, nil
 }
@@ -157,6 +158,8 @@ func parseElement(elem string) (Route, string) {
 		k = SOCKS4
 	case "SOCKS5":
 		k = SOCKS5
+	case "QUIC":
+		return Route{}, "QUIC proxies are not supported"
 	default:
 		return Route{}, fmt.Sprintf("unknown keyword %q; expected DIRECT, PROXY, HTTP, HTTPS, SOCKS, SOCKS4 or SOCKS5", keyword)
 	}
@@ -167,7 +170,7 @@ func parseElement(elem string) (Route, string) {
 	if reason != "" {
 		return Route{}, reason
 	}
-	return Route{Kind: k, Host: host, Port: port}, ""
+	return Route{Kind: k, Host: strings.ToLower(host), Port: port}, ""
 }
 
 // splitHostPort parses "host", "host:port", "[v6]" or "[v6]:port".
@@ -238,4 +241,28 @@ func validHostName(h string) bool {
 		}
 	}
 	return true
+}
+
+// parsedResults remembers parsed results: a script returns the same few
+// strings for all hosts, so parsing each once saves work and garbage on every
+// uncached evaluation. Bounded like the other per-script caches.
+type parsedResults struct {
+	m sync.Map // raw string → Result
+	n atomic.Int32
+}
+
+const maxParsedResults = 1024
+
+func (p *parsedResults) parse(raw string) Result {
+	if r, ok := p.m.Load(raw); ok {
+		return r.(Result)
+	}
+	res := Result{Raw: raw}
+	res.Routes, res.RouteErr = ParseResult(raw)
+	if p.n.Load() < maxParsedResults {
+		if _, loaded := p.m.LoadOrStore(raw, res); !loaded {
+			p.n.Add(1)
+		}
+	}
+	return res
 }

@@ -133,14 +133,15 @@ type Script struct {
 	src    string
 	prg    *goja.Program
 	policy cachePolicy
-	dns    Resolver
+	dns    *dnsCache
 	cache  *resultCache // nil when results are not cached
 
 	idle  chan *vm      // runtimes ready for a call
 	slots chan struct{} // one per runtime in existence
 
-	globs globCache
-	nets  netCache
+	globs   globCache
+	nets    netCache
+	results parsedResults
 	addrs addrWatch
 }
 
@@ -248,17 +249,15 @@ func (s *Script) Eval(ctx context.Context, rawURL, host string) (Result, error) 
 		}
 	}
 	var key cacheKey
-	var now time.Time
 	if s.cache != nil {
 		key.host = host
 		if s.policy.byURL {
 			key.url = rawURL
 		}
-		now = s.opts.Now()
 		if s.policy.localAddrs {
-			s.addrs.refresh(now, s.cache)
+			s.addrs.refresh(s.opts.Now(), s.cache)
 		}
-		if res, ok := s.cache.get(key, now); ok {
+		if res, ok := s.cache.get(key, s.opts.Now); ok {
 			return res, nil
 		}
 	}
@@ -272,26 +271,28 @@ func (s *Script) Eval(ctx context.Context, rawURL, host string) (Result, error) 
 	if s.cache != nil {
 		epoch = s.cache.epoch.Load()
 	}
-	raw, err := s.call(ctx, scriptURL, host)
+	raw, usedDNS, err := s.call(ctx, scriptURL, host)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Raw: raw}
-	res.Routes, res.RouteErr = ParseResult(raw)
+	res := s.results.parse(raw)
 	if s.cache != nil {
-		s.cache.put(key, res, now, epoch)
+		s.cache.put(key, res, usedDNS, s.opts.Now, epoch)
 	}
 	return res, nil
 }
 
-func (s *Script) call(ctx context.Context, url, host string) (string, error) {
+// call evaluates on a pooled runtime; usedDNS says whether the script asked
+// DNS.
+func (s *Script) call(ctx context.Context, url, host string) (raw string, usedDNS bool, err error) {
 	v, err := s.acquire(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	raw, err := v.call(ctx, url, host)
+	raw, err = v.call(ctx, url, host)
+	usedDNS = len(v.asked) > 0
 	s.release(v)
-	return raw, err
+	return raw, usedDNS, err
 }
 
 // acquire takes an idle runtime, or starts one while fewer than MaxRuntimes

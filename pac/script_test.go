@@ -272,16 +272,31 @@ func TestResultCache(t *testing.T) {
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("a second host: %d evaluations, want 2", n)
 	}
-	later := start.Add(61 * time.Second)
+	// These answers did not ask DNS: they cannot go stale and outlive the TTL.
+	later := start.Add(time.Hour)
 	now.Store(&later)
 	s.Eval(ctx, "http://www.example.com/", "")
-	if n := calls.Load(); n != 3 {
-		t.Fatalf("after the TTL: %d evaluations, want 3", n)
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("an hour later: %d evaluations, want 2", n)
 	}
 	s.Invalidate()
 	s.Eval(ctx, "http://www.example.com/", "")
-	if n := calls.Load(); n != 4 {
-		t.Fatalf("after Invalidate: %d evaluations, want 4", n)
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("after Invalidate: %d evaluations, want 3", n)
+	}
+	// An answer that asked DNS lives for the TTL only.
+	now.Store(&start)
+	d, dcalls := countingScript(t, `function FindProxyForURL(url, host) { alert("eval"); return isResolvable(host) ? "DIRECT" : "PROXY gw:3128"; }`, &now, nil)
+	d.Eval(ctx, "http://www.example.com/", "")
+	d.Eval(ctx, "http://www.example.com/", "")
+	if n := dcalls.Load(); n != 1 {
+		t.Fatalf("DNS script: %d evaluations, want 1", n)
+	}
+	later = start.Add(61 * time.Second)
+	now.Store(&later)
+	d.Eval(ctx, "http://www.example.com/", "")
+	if n := dcalls.Load(); n != 2 {
+		t.Fatalf("DNS script after the TTL: %d evaluations, want 2", n)
 	}
 	// Errors are not cached.
 	bad, badCalls := countingScript(t, `function FindProxyForURL(url, host) { alert("eval"); return undefined; }`, &now, nil)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dop251/goja"
 )
@@ -22,16 +23,21 @@ type vm struct {
 	rt *goja.Runtime
 	fn goja.Callable // FindProxyForURLEx if defined, else FindProxyForURL
 
-	// ctx bounds the current call: the caller's context plus the time limit.
-	// The DNS functions wait on it.
+	// Per call: the caller's context and the distinct DNS questions asked.
 	ctx   context.Context
-	asked []dnsKey // distinct DNS questions of the current call
+	asked []dnsKey
+	args  [2]goja.Value // the entry point's arguments, kept to spare an allocation
 
-	// The watchdog interrupts the runtime when ctx ends. armed says whether
-	// a call is running, so that a late firing after the call cannot leave an
-	// interrupt pending for the next one.
-	mu    sync.Mutex
-	armed bool
+	// The watchdog: timer fires after the time limit, or the caller's
+	// context ends, and fire interrupts the runtime and wakes DNS waits.
+	// The timer is reused from call to call, so an evaluation allocates
+	// nothing for it. armed says whether a call is running, so that a late
+	// firing cannot leave an interrupt pending for the next call.
+	timer   *time.Timer
+	mu      sync.Mutex
+	armed   bool
+	fired   bool
+	expired chan struct{} // made on demand by DNS waits; closed by fire
 }
 
 // errInterrupted is what the watchdog interrupts the runtime with.
@@ -39,14 +45,14 @@ var errInterrupted = errors.New("pac: evaluation interrupted")
 
 func (s *Script) newVM(ctx context.Context) (*vm, error) {
 	v := &vm{s: s, rt: goja.New()}
+	v.timer = time.AfterFunc(time.Hour, v.fire)
+	v.timer.Stop()
 	v.rt.SetTimeSource(s.opts.Now)
 	v.rt.SetMaxCallStackSize(maxCallStack)
 	v.install()
-	err := v.guard(ctx, func() error {
-		_, err := v.rt.RunProgram(s.prg)
-		return err
-	})
-	if err != nil {
+	stop := v.arm(ctx)
+	_, err := v.rt.RunProgram(s.prg)
+	if err = v.disarm(ctx, stop, err); err != nil {
 		return nil, s.scriptError(err, "while loading the script")
 	}
 	for _, name := range []string{entryPointEx, entryPoint} {
@@ -58,47 +64,75 @@ func (s *Script) newVM(ctx context.Context) (*vm, error) {
 	return nil, fmt.Errorf("pac: %s defines no function FindProxyForURL(url, host)", s.opts.Name)
 }
 
-// guard runs f with the call's context set and the watchdog armed.
-func (v *vm) guard(parent context.Context, f func() error) error {
-	ctx, cancel := context.WithTimeout(parent, v.s.opts.Timeout)
-	defer cancel()
+func (v *vm) fire() {
+	v.mu.Lock()
+	if v.armed && !v.fired {
+		v.fired = true
+		v.rt.Interrupt(errInterrupted)
+		if v.expired != nil {
+			close(v.expired)
+		}
+	}
+	v.mu.Unlock()
+}
+
+// expiredChan is closed when the current call runs out of time or its
+// context ends.
+func (v *vm) expiredChan() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.expired == nil {
+		v.expired = make(chan struct{})
+		if v.fired {
+			close(v.expired)
+		}
+	}
+	return v.expired
+}
+
+// arm starts the watchdog for a call under ctx; disarm stops it and turns
+// an interruption into the error that says why. (A pair rather than a
+// function taking a closure: the closure would cost an allocation per call.)
+func (v *vm) arm(ctx context.Context) (stop func() bool) {
 	v.ctx, v.asked = ctx, v.asked[:0]
 	v.mu.Lock()
-	v.armed = true
+	v.armed, v.fired, v.expired = true, false, nil
 	v.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() {
-		v.mu.Lock()
-		if v.armed {
-			v.rt.Interrupt(errInterrupted)
-		}
-		v.mu.Unlock()
-	})
-	err := f()
-	stop()
+	v.timer.Reset(v.s.opts.Timeout)
+	if ctx.Done() != nil {
+		return context.AfterFunc(ctx, v.fire)
+	}
+	return nil
+}
+
+func (v *vm) disarm(ctx context.Context, stop func() bool, err error) error {
+	v.timer.Stop()
+	if stop != nil {
+		stop()
+	}
 	v.mu.Lock()
+	fired := v.fired
 	v.armed = false
 	v.mu.Unlock()
 	v.rt.ClearInterrupt()
 	v.ctx = nil
-	if err != nil && ctx.Err() != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
-			return fmt.Errorf("pac: %s did not finish within %v (an endless loop, or DNS too slow?): %w",
-				v.s.opts.Name, v.s.opts.Timeout, ErrTimeout)
+	if err != nil && fired {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pac: evaluation stopped: %w", ctx.Err())
 		}
-		return fmt.Errorf("pac: evaluation stopped: %w", parent.Err())
+		return fmt.Errorf("pac: %s did not finish within %v (an endless loop, or DNS too slow?): %w",
+			v.s.opts.Name, v.s.opts.Timeout, ErrTimeout)
 	}
 	return err
 }
 
 // call runs the entry point.
 func (v *vm) call(ctx context.Context, url, host string) (string, error) {
-	var res goja.Value
-	err := v.guard(ctx, func() error {
-		var err error
-		res, err = v.fn(goja.Undefined(), v.rt.ToValue(url), v.rt.ToValue(host))
-		return err
-	})
-	if err != nil {
+	stop := v.arm(ctx)
+	v.args[0], v.args[1] = v.rt.ToValue(url), v.rt.ToValue(host)
+	res, err := v.fn(goja.Undefined(), v.args[:]...)
+	v.args = [2]goja.Value{}
+	if err = v.disarm(ctx, stop, err); err != nil {
 		return "", v.s.scriptError(err, "")
 	}
 	if !goja.IsString(res) {

@@ -159,11 +159,14 @@ func indentDetail(err error) string {
 		return msg
 	}
 	prefix := fmt.Sprintf("  %d | ", line)
-	pad := strings.Repeat(" ", len(prefix)+max(col-1, 0))
+	var caret strings.Builder
+	caret.WriteString(strings.Repeat(" ", len(prefix)))
 	for _, r := range src[:min(max(col-1, 0), len(src))] {
 		if r == '\t' {
-			pad = pad[:len(pad)-1] + "\t"
+			caret.WriteByte('\t')
+		} else {
+			caret.WriteByte(' ')
 		}
 	}
-	return fmt.Sprintf("%s\n%s%s\n%s^", msg, prefix, src, pad)
+	return fmt.Sprintf("%s\n%s%s\n%s^", msg, prefix, src, caret.String())
 }
