@@ -98,11 +98,13 @@ func corpusOptions() Options {
 		dns[name] = []netip.Addr{netip.MustParseAddr(ips)}
 	}
 	return Options{
-		Now:        func() time.Time { return time.Date(2026, time.November, 23, 10, 30, 0, 0, time.UTC) },
-		Location:   time.UTC,
-		Resolver:   dns,
-		LocalAddrs: func() ([]netip.Addr, error) { return []netip.Addr{mustAddr("10.10.5.20"), mustAddr("3ffe:8311:ffff::5")}, nil },
-		Alert:      func(string) {},
+		Now:      func() time.Time { return time.Date(2026, time.November, 23, 10, 30, 0, 0, time.UTC) },
+		Location: time.UTC,
+		Resolver: dns,
+		LocalAddrs: func() ([]netip.Addr, error) {
+			return []netip.Addr{mustAddr("10.10.5.20"), mustAddr("3ffe:8311:ffff::5")}, nil
+		},
+		Alert: func(string) {},
 	}
 }
 

@@ -142,7 +142,7 @@ type Script struct {
 	globs   globCache
 	nets    netCache
 	results parsedResults
-	addrs addrWatch
+	addrs   addrWatch
 }
 
 // ErrTimeout is returned (wrapped) when an evaluation exceeds its time limit.
