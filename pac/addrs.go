@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,17 +17,28 @@ func (systemResolver) LookupNetIP(ctx context.Context, network, host string) ([]
 	return net.DefaultResolver.LookupNetIP(ctx, network, host)
 }
 
-// interfaceAddrs lists the addresses of the interfaces that are up: global
-// ones first, then link-local, then loopback; IPv4 before IPv6 within each.
-// It reads the interface table only: no packet leaves the machine.
+// interfaceAddrs lists the machine's addresses the way Chromium chooses
+// myIpAddress's: first the source addresses the routing table picks for the
+// public Internet (a UDP "connect" to 8.8.8.8 and to 2001:4860:4860::8888,
+// which sends no packet), then the other addresses of the interfaces that are
+// up, IPv4 first; link-local addresses only when there is nothing else, and
+// loopback never.
 func interfaceAddrs() ([]netip.Addr, error) {
+	var primary, others, linkLocal []netip.Addr
+	for _, probe := range []string{"8.8.8.8:80", "[2001:4860:4860::8888]:80"} {
+		if c, err := net.Dial("udp", probe); err == nil {
+			if a, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP); ok {
+				primary = append(primary, a.Unmap())
+			}
+			c.Close()
+		}
+	}
 	ifaces, err := net.Interfaces()
-	if err != nil {
+	if err != nil && len(primary) == 0 {
 		return nil, err
 	}
-	var out []netip.Addr
 	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
 			continue
 		}
 		addrs, err := ifc.Addrs()
@@ -36,25 +46,34 @@ func interfaceAddrs() ([]netip.Addr, error) {
 			continue
 		}
 		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				out = append(out, p.Addr().Unmap())
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			switch addr := p.Addr().Unmap(); {
+			case addr.IsLoopback(), slices.Contains(primary, addr):
+			case addr.IsLinkLocalUnicast():
+				linkLocal = append(linkLocal, addr)
+			default:
+				others = append(others, addr)
 			}
 		}
 	}
-	rank := func(a netip.Addr) int {
-		r := 0
+	ipv4First := func(a, b netip.Addr) int {
 		switch {
-		case a.IsLoopback():
-			r = 4
-		case a.IsLinkLocalUnicast():
-			r = 2
+		case a.Is4() && !b.Is4():
+			return -1
+		case !a.Is4() && b.Is4():
+			return 1
 		}
-		if a.Is6() {
-			r++
-		}
-		return r
+		return 0
 	}
-	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
+	slices.SortStableFunc(others, ipv4First)
+	slices.SortStableFunc(linkLocal, ipv4First)
+	out := append(primary, others...)
+	if len(out) == 0 {
+		out = linkLocal
+	}
 	return out, nil
 }
 

@@ -436,3 +436,19 @@ func TestLookupBudget(t *testing.T) {
 		t.Fatalf("resolved %q (%v), want 50: 20 distinct names, then the first one again 30 times", res.Raw, err)
 	}
 }
+
+// TestInterfaceAddrs checks the default address list on this machine: no
+// loopback, no duplicates.
+func TestInterfaceAddrs(t *testing.T) {
+	addrs, err := interfaceAddrs()
+	if err != nil {
+		t.Skip(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		if a.IsLoopback() || seen[a] || a.Is4In6() {
+			t.Errorf("address list %v holds %v", addrs, a)
+		}
+		seen[a] = true
+	}
+}
