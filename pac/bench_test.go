@@ -54,10 +54,6 @@ func benchSource(tb testing.TB) string {
 	return string(b)
 }
 
-// Per-op times of the baselines, measured earlier in the same run; later
-// benchmarks report their ratio to them.
-var naiveSerialNs, uncachedSerialNs, cachedSerialNs float64
-
 func nsPerOp(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }
 
 // BenchmarkFindProxy measures the engine on a realistic 40-rule PAC file
@@ -99,62 +95,46 @@ func BenchmarkFindProxy(b *testing.B) {
 		}
 	}
 
-	b.Run("naive/serial", func(b *testing.B) {
-		runtime.GC()
-		for i := 0; b.Loop(); i++ {
-			c := cases[i%len(cases)]
-			if _, err := naive.findProxy(c.url, c.host); err != nil {
-				b.Fatal(err)
-			}
-		}
-		naiveSerialNs = nsPerOp(b)
-	})
-	b.Run("uncached/serial", func(b *testing.B) {
-		runtime.GC()
-		for i := 0; b.Loop(); i++ {
-			c := cases[i%len(cases)]
-			if _, err := uncached.Eval(ctx, c.url, c.host); err != nil {
-				b.Fatal(err)
-			}
-		}
-		uncachedSerialNs = nsPerOp(b)
-		b.ReportMetric(naiveSerialNs/uncachedSerialNs, "x-vs-naive")
-	})
-	b.Run("cached/serial", func(b *testing.B) {
-		runtime.GC()
-		for i := 0; b.Loop(); i++ {
-			c := cases[i%len(cases)]
-			if _, err := cached.Eval(ctx, c.url, c.host); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cachedSerialNs = nsPerOp(b)
-		b.ReportMetric(naiveSerialNs/cachedSerialNs, "x-vs-naive")
-	})
-	parallel := func(b *testing.B, serialNs float64, eval func(benchCase) error) {
-		runtime.GC() // start without the garbage of the previous benchmark
-		b.ResetTimer()
-		var start atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(start.Add(7)) // each goroutine its own walk through the cases
-			for pb.Next() {
-				if err := eval(cases[i%len(cases)]); err != nil {
+	engines := []struct {
+		name string
+		eval func(benchCase) error
+	}{
+		{"naive", func(c benchCase) error { _, err := naive.findProxy(c.url, c.host); return err }},
+		{"uncached", func(c benchCase) error { _, err := uncached.Eval(ctx, c.url, c.host); return err }},
+		{"cached", func(c benchCase) error { _, err := cached.Eval(ctx, c.url, c.host); return err }},
+	}
+	serialNs := map[string]float64{}
+	for _, e := range engines {
+		b.Run(e.name+"/serial", func(b *testing.B) {
+			runtime.GC() // start without the garbage of the previous benchmark
+			for i := 0; b.Loop(); i++ {
+				if err := e.eval(cases[i%len(cases)]); err != nil {
 					b.Fatal(err)
 				}
-				i++
+			}
+			serialNs[e.name] = nsPerOp(b)
+			if e.name != "naive" {
+				b.ReportMetric(serialNs["naive"]/serialNs[e.name], "x-vs-naive")
 			}
 		})
-		b.ReportMetric(serialNs/nsPerOp(b), "x-vs-serial")
 	}
-	b.Run("naive/parallel", func(b *testing.B) {
-		parallel(b, naiveSerialNs, func(c benchCase) error { _, err := naive.findProxy(c.url, c.host); return err })
-	})
-	b.Run("uncached/parallel", func(b *testing.B) {
-		parallel(b, uncachedSerialNs, func(c benchCase) error { _, err := uncached.Eval(ctx, c.url, c.host); return err })
-	})
-	b.Run("cached/parallel", func(b *testing.B) {
-		parallel(b, cachedSerialNs, func(c benchCase) error { _, err := cached.Eval(ctx, c.url, c.host); return err })
-	})
+	for _, e := range engines {
+		b.Run(e.name+"/parallel", func(b *testing.B) {
+			runtime.GC()
+			b.ResetTimer()
+			var start atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(start.Add(7)) // each goroutine its own walk through the cases
+				for pb.Next() {
+					if err := e.eval(cases[i%len(cases)]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+			b.ReportMetric(serialNs[e.name]/nsPerOp(b), "x-vs-serial")
+		})
+	}
 }
 
 // BenchmarkCacheHitURLOnly is a cache hit when the caller passes only the
