@@ -192,7 +192,7 @@ type Store interface {
 	ListGroups(ctx context.Context, tenant string, q ListQuery) (groups []*Group, total int, err error)
 	UpdateGroup(ctx context.Context, g *Group) error // replaces attributes and members; ErrStale, ErrConflict, ErrNotFound
 	DeleteGroup(ctx context.Context, tenant, id string) error
-	GroupsOfUser(ctx context.Context, tenant, userID string) ([]*Group, error) // ordered by displayName
+	GroupsOfUser(ctx context.Context, tenant, userID string) ([]*Group, error) // ordered by displayName; Members not filled in
 
 	// Signing keys.
 	AddSigningKey(ctx context.Context, k *SigningKey) error
@@ -208,8 +208,8 @@ type Store interface {
 	PutAuthCode(ctx context.Context, c *AuthCode) error
 	TakeAuthCode(ctx context.Context, tenant, hash string, now time.Time) (*AuthCode, error)
 	// SeeAssertion records a SAML assertion ID until expires; ErrReplay if
-	// it was recorded before and has not expired.
-	SeeAssertion(ctx context.Context, tenant, id string, expires time.Time) error
+	// it was recorded before and has not expired at now.
+	SeeAssertion(ctx context.Context, tenant, id string, expires, now time.Time) error
 
 	// Sessions and refresh tokens.
 	CreateSession(ctx context.Context, s *Session, first *RefreshToken) error
