@@ -1,43 +1,104 @@
 // Command platform runs Vigie's cloud side: SAML service provider, token
-// service, SCIM directory, filtering gateway, configuration distribution and
-// the admin API (see docs/design.md).
-//
-// Only the usage text exists so far; the identity issue brings `serve` and
-// `demo`.
+// service, SCIM directory, admin API and revocation feed (the filtering
+// gateway and configuration distribution come with their issues). See
+// docs/design.md.
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"vigie/platform/config"
+	"vigie/platform/demo"
+	"vigie/platform/server"
 )
 
-const usage = `platform — the Vigie platform (SAML SP, tokens, SCIM, gateway, admin)
+const usage = `platform — the Vigie platform (SAML SP, tokens, SCIM, admin API, revocation feed)
 
 Usage:
-  platform serve --config FILE   run all platform services (not built yet)
-  platform demo [--dir DIR]      embedded demo platform (not built yet)
-  platform help                  show this text
+  platform serve --config FILE              run all platform services
+  platform demo [--dir DIR] [--listen ADDR] embedded demo: SQLite in DIR (default
+                                            .vigie-demo), a demo tenant, a built-in
+                                            IdP with two users; prints what to do next
+  platform help                             show this text
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var err error
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "serve", "demo":
-		fmt.Fprintf(stderr, "platform %s: not built yet; see the open issues\n", args[0])
-		return 2
+	case "serve":
+		err = serve(ctx, args[1:], stderr, log)
+	case "demo":
+		err = runDemo(ctx, args[1:], stdout, stderr, log)
 	default:
 		fmt.Fprintf(stderr, "platform: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "platform %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("platform serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("--config FILE is required")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	log.Info("platform: serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
+	return srv.Serve(ctx, ln)
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("platform demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".vigie-demo", "folder for the demo's database, keys and tokens")
+	listen := fs.String("listen", "127.0.0.1:8080", "loopback address to serve on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return demo.Run(ctx, demo.Options{Dir: *dir, Listen: *listen, Out: stdout, Logger: log})
 }
