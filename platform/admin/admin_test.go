@@ -92,7 +92,7 @@ func TestAdminAPI(t *testing.T) {
 		body["idp"].(map[string]any)["metadata_url"] == "" {
 		t.Errorf("put IdP by URL: %d %v", status, body)
 	}
-	for _, bad := range []string{`{}`, `{"metadata_xml":"<x/>"}`, `{"metadata_url":"ftp://x"}`, `{"metadata_xml":"a","metadata_url":"b"}`} {
+	for _, bad := range []string{`{}`, `{"metadata_xml":"<x/>"}`, `{"metadata_url":"ftp://x"}`, `{"metadata_url":"http://idp.example/metadata"}`, `{"metadata_xml":"a","metadata_url":"b"}`} {
 		if status, _ := c.do("PUT", "/api/v1/tenants/acme/idp", bad); status != 400 {
 			t.Errorf("put IdP %s: %d", bad, status)
 		}
