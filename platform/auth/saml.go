@@ -53,8 +53,16 @@ func (s *Service) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	md := sp.Metadata()
-	md.SPSSODescriptors[0].AuthnRequestsSigned = ptr(true)
-	md.SPSSODescriptors[0].WantAssertionsSigned = ptr(true)
+	desc := &md.SPSSODescriptors[0]
+	desc.AuthnRequestsSigned = ptr(true)
+	desc.WantAssertionsSigned = ptr(true)
+	var acs []saml.IndexedEndpoint
+	for _, e := range desc.AssertionConsumerServices {
+		if e.Binding == saml.HTTPPostBinding { // the only binding the ACS accepts
+			acs = append(acs, e)
+		}
+	}
+	desc.AssertionConsumerServices = acs
 	buf, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -238,15 +246,21 @@ func (s *Service) handleACS(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusNotFound, "Unknown organisation", "This sign-in answer names an organisation Vigie does not know.")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		errorPage(w, http.StatusBadRequest, "Invalid sign-in answer", "The identity provider's answer could not be read.")
-		return
-	}
 	refuse := func(status int, reason, title, msg string) {
 		s.log.Warn("auth: SAML response refused", "tenant", t.ID, "reason", reason)
 		s.audit(ctx, t.ID, "anonymous", "login.failure", "", map[string]string{"reason": reason})
 		errorPage(w, status, title, msg)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		refuse(http.StatusBadRequest, "unreadable form: "+err.Error(), "Invalid sign-in answer", "The identity provider's answer could not be read.")
+		return
+	}
+	if r.Form.Has("SAMLart") {
+		// HTTP-POST only: crewjam would resolve an artifact with a
+		// server-side call to the IdP, on behalf of anyone who posts one.
+		refuse(http.StatusBadRequest, "SAML artifact binding is not supported", "Invalid sign-in answer", "The identity provider's answer could not be read.")
+		return
 	}
 	now := s.now()
 	ar, err := s.st.TakeAuthRequest(ctx, t.ID, r.PostForm.Get("RelayState"), now)
@@ -275,8 +289,13 @@ func (s *Service) handleACS(w http.ResponseWriter, r *http.Request) {
 	if c := assertion.Conditions; c != nil && !c.NotOnOrAfter.IsZero() {
 		until = c.NotOnOrAfter.Add(saml.MaxClockSkew)
 	}
-	if err := s.st.SeeAssertion(ctx, t.ID, assertion.ID, until, now); err != nil {
+	switch err := s.st.SeeAssertion(ctx, t.ID, assertion.ID, until, now); {
+	case errors.Is(err, store.ErrReplay):
 		refuse(http.StatusForbidden, "assertion replayed: "+assertion.ID, "Sign-in refused", "This sign-in answer was already used.")
+		return
+	case err != nil:
+		s.log.Error("auth: recording assertion", "tenant", t.ID, "err", err)
+		errorPage(w, http.StatusServiceUnavailable, "Sign-in failed", "Something went wrong on our side. Try again.")
 		return
 	}
 	if assertion.Subject == nil || assertion.Subject.NameID == nil || strings.TrimSpace(assertion.Subject.NameID.Value) == "" {

@@ -254,6 +254,7 @@ func (s *Service) serviceProvider(t *store.Tenant) (*saml.ServiceProvider, error
 	metadataURL, _ := url.Parse(s.tenantURL(t.ID, "/saml/metadata"))
 	acsURL, _ := url.Parse(s.tenantURL(t.ID, "/saml/acs"))
 	sp := &saml.ServiceProvider{
+		HTTPClient:        s.client,
 		EntityID:          metadataURL.String(),
 		Key:               k.(crypto.Signer),
 		Certificate:       cert,
@@ -263,6 +264,7 @@ func (s *Service) serviceProvider(t *store.Tenant) (*saml.ServiceProvider, error
 		AllowIDPInitiated: false,
 		AuthnNameIDFormat: saml.UnspecifiedNameIDFormat,
 	}
+	sp.ValidateAudienceRestriction = func(a *saml.Assertion) error { return requireAudience(a, sp.EntityID) }
 	var idp IdPConfig
 	if len(t.IdP) > 0 && json.Unmarshal(t.IdP, &idp) == nil && idp.MetadataXML != "" {
 		var ed saml.EntityDescriptor
@@ -295,4 +297,19 @@ func settings(t *store.Tenant) (tenant.Settings, error) {
 		return tenant.Settings{}, fmt.Errorf("auth: tenant %s: %w", t.ID, err)
 	}
 	return st, nil
+}
+
+// requireAudience insists on an AudienceRestriction naming this SP; crewjam
+// alone accepts an assertion with none, which the SAML Web SSO profile
+// does not allow.
+func requireAudience(a *saml.Assertion, entityID string) error {
+	if a.Conditions == nil || len(a.Conditions.AudienceRestrictions) == 0 {
+		return errors.New("assertion has no AudienceRestriction")
+	}
+	for _, ar := range a.Conditions.AudienceRestrictions {
+		if ar.Audience.Value == entityID {
+			return nil
+		}
+	}
+	return fmt.Errorf("assertion AudienceRestriction does not contain %q", entityID)
 }
