@@ -54,20 +54,27 @@ func (q *request) writeResource(rt *resourceType, rec *record, proj *projection,
 	writeJSON(q.w, status, proj.apply(q.render(rt, rec)))
 }
 
-func (q *request) create(rt *resourceType) error {
+// readResource reads the request's projection and its body as a resource
+// of type rt, normalised.
+func (q *request) readResource(rt *resourceType) (*projection, map[string]any, error) {
 	proj, err := q.projection(rt)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	body, err := q.body()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	in, err := decodeObject(body)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	doc, err := rt.normalize(in)
+	return proj, doc, err
+}
+
+func (q *request) create(rt *resourceType) error {
+	proj, doc, err := q.readResource(rt)
 	if err != nil {
 		return err
 	}
@@ -170,19 +177,7 @@ func (q *request) checkMembers(before, after map[string]any) error {
 // keeps the user's current state, so that a client that does not manage
 // it can neither disable nor re-enable anyone by omission.
 func (q *request) replace(rt *resourceType, id string) error {
-	proj, err := q.projection(rt)
-	if err != nil {
-		return err
-	}
-	body, err := q.body()
-	if err != nil {
-		return err
-	}
-	in, err := decodeObject(body)
-	if err != nil {
-		return err
-	}
-	doc, err := rt.normalize(in)
+	proj, doc, err := q.readResource(rt)
 	if err != nil {
 		return err
 	}
