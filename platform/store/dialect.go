@@ -28,16 +28,24 @@ type dialect struct {
 	dollar     bool   // placeholders are $1, $2… instead of ?
 	migrations fs.FS  // NNNN_name.sql files
 	bootstrap  string // creates schema_migrations when missing
-	// lockMigrations and lockFeed, when not empty, are run at the start of a
+	// lockMigrations, lockFeed and lockAccess, when not empty, are run in a
 	// write transaction to serialise it with the others that run them: the
 	// first so that two processes starting at once do not both migrate, the
-	// second so that feed rows commit in seq order (see appendFeed).
+	// others so that feed rows and access-log rows commit in seq order (see
+	// appendFeed and AppendAccess). The access log has its own lock so that
+	// a large batch never holds up a revocation.
 	lockMigrations string
 	lockFeed       string
+	lockAccess     string
 	readTx         *sql.TxOptions // for reads that span several queries
 	encodeTime     func(time.Time) any
 	constraint     func(error) constraintKind
 	retryable      func(error) bool
+	// indexedBy, when set, names the index a query must use. SQLite plans
+	// without statistics (the store never runs ANALYZE), and for the access
+	// log it chose indexes that read the tenant's whole history where a
+	// narrower one was at hand. PostgreSQL keeps statistics and chooses.
+	indexedBy func(index string) string
 
 	rebound sync.Map // query with ? → query with $n; the queries are a bounded set
 }
@@ -75,12 +83,14 @@ var sqliteDialect = &dialect{
 	// Writes are serialised in-process; SQLITE_BUSY only comes from another
 	// process outlasting busy_timeout, and retrying would not help.
 	retryable: func(error) bool { return false },
+	indexedBy: func(index string) string { return ` INDEXED BY ` + index },
 }
 
 // Advisory lock keys, arbitrary but fixed: "vigie" in ASCII, then a number.
 const (
 	pgLockMigrations = 0x7669676965_01
 	pgLockFeed       = 0x7669676965_02
+	pgLockAccess     = 0x7669676965_03
 )
 
 var postgresDialect = &dialect{
@@ -90,6 +100,7 @@ var postgresDialect = &dialect{
 	bootstrap:      `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`,
 	lockMigrations: `SELECT pg_advisory_xact_lock(` + strconv.FormatInt(pgLockMigrations, 10) + `)`,
 	lockFeed:       `SELECT pg_advisory_xact_lock(` + strconv.FormatInt(pgLockFeed, 10) + `)`,
+	lockAccess:     `SELECT pg_advisory_xact_lock(` + strconv.FormatInt(pgLockAccess, 10) + `)`,
 	// Under the default READ COMMITTED each statement sees a new snapshot;
 	// a page and its total must come from the same one.
 	readTx:     &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},

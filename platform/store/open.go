@@ -57,9 +57,13 @@ func Open(ctx context.Context, driver, dsn string) (Store, error) {
 // synchronous=NORMAL is SQLite's recommendation for WAL: a commit survives a
 // crash of the process; a power loss may lose the last commits but never
 // corrupts the file. With FULL every commit waits for an fsync.
+// temp_store=MEMORY keeps the writer's statement journals (the undo record
+// of one statement inside a transaction) in memory: the access log's
+// multi-row inserts outgrow the 64 KiB SQLite otherwise keeps there before
+// spilling to a temporary file, which cost about a tenth of their time.
 const (
 	sqliteCommon = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
-	sqliteWriter = sqliteCommon + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sqliteWriter = sqliteCommon + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	sqliteReader = sqliteCommon + "&_pragma=query_only(1)"
 )
 

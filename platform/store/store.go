@@ -141,12 +141,70 @@ type RefreshToken struct {
 	SpentAt   time.Time // zero until used
 }
 
-// Revocation kinds on the feed.
+// Revocation kinds on the feed. Besides revocations, the feed tells
+// gateway nodes of every change they must apply within seconds.
 const (
-	RevokeSession = "session" // Subject is a session ID
-	RevokeUser    = "user"    // Subject is a user ID: all its sessions
-	RotateKeys    = "keys"    // Subject is a key ID: the tenant's key set changed
+	RevokeSession     = "session"    // Subject is a session ID
+	RevokeUser        = "user"       // Subject is a user ID: all its sessions
+	RotateKeys        = "keys"       // Subject is a key ID: the tenant's key set changed
+	PolicyChanged     = "policy"     // Subject is the new policy version
+	CAChanged         = "ca"         // Subject is a CA ID: the tenant's CA set changed
+	CategoriesChanged = "categories" // Subject is the new list version; Tenant is ""
 )
+
+// CA is a tenant's certificate authority for TLS inspection (ECDSA P-256).
+type CA struct {
+	Tenant    string
+	ID        string
+	CertPEM   string
+	Key       []byte    // PKCS #8, sealed by the caller
+	CreatedAt time.Time // published in the CA bundle from here
+	ActiveAt  time.Time // signs leaf certificates from here
+	RetiredAt time.Time // zero while it may sign
+	RemoveAt  time.Time // zero until retired; unpublished from here
+}
+
+// Policy is a version of a tenant's filtering policy. The document is
+// package policy's; the store keeps every version.
+type Policy struct {
+	Tenant    string
+	Version   int64 // 1, 2, …
+	Doc       json.RawMessage
+	Author    string
+	CreatedAt time.Time
+}
+
+// AccessRecord is one line of the gateway's access log: one request, or
+// one tunnel that was not inspected.
+type AccessRecord struct {
+	Seq       int64 // set by AppendAccess
+	At        time.Time
+	Tenant    string
+	UserID    string
+	Device    string
+	SessionID string
+	Client    string // client address as the gateway saw it
+	Method    string
+	Host      string
+	Path      string // inspected traffic only
+	Status    int
+	BytesIn   int64 // from the client
+	BytesOut  int64 // to the client
+	Duration  time.Duration
+	Decision  string // "allow", "block", "tunnel", "auth", "error"
+	Rule      string // the rule (or category, or default) that decided
+	Ref       string // the reference shown on the block page
+}
+
+// AccessQuery selects access-log records of a tenant, oldest first.
+type AccessQuery struct {
+	Tenant   string
+	UserID   string    // "" for all
+	Host     string    // "" for all; exact match
+	From, To time.Time // zero for unbounded; From inclusive, To exclusive
+	After    int64     // Seq cursor
+	Limit    int       // at most this many; 0 or less means 1000
+}
 
 // Revocation is one event of the revocation feed. Seq orders the feed
 // across all tenants and is the cursor a gateway resumes from.
@@ -239,6 +297,29 @@ type Store interface {
 	AddSCIMToken(ctx context.Context, tenant, name, hash string, now time.Time) error
 	SCIMTokenName(ctx context.Context, tenant, hash string) (string, error) // ErrNotFound when unknown
 	DeleteSCIMToken(ctx context.Context, tenant, name string) error
+
+	// Tenant CAs for TLS inspection. Adding, updating or deleting one
+	// appends a CAChanged event in the same transaction.
+	AddCA(ctx context.Context, ca *CA) error
+	CAs(ctx context.Context, tenant string) ([]*CA, error) // oldest first
+	UpdateCA(ctx context.Context, ca *CA) error            // RetiredAt and RemoveAt only
+	DeleteCA(ctx context.Context, tenant, id string) error
+
+	// Policies. PutPolicy stores p as the tenant's next version: p.Version
+	// must be the current version plus one (1 for the first), else
+	// ErrStale; it appends a PolicyChanged event in the same transaction.
+	PutPolicy(ctx context.Context, p *Policy) error
+	Policy(ctx context.Context, tenant string) (*Policy, error)                     // the current version; ErrNotFound if none
+	PolicyHistory(ctx context.Context, tenant string, limit int) ([]*Policy, error) // newest first
+
+	// The URL-category list the platform ships (one document for all
+	// tenants). PutCategories appends a CategoriesChanged event.
+	PutCategories(ctx context.Context, version string, data []byte, now time.Time) error
+	Categories(ctx context.Context) (version string, data []byte, err error) // ErrNotFound if none
+
+	// The access log, written in batches by gateway nodes.
+	AppendAccess(ctx context.Context, records []*AccessRecord) error // sets Seq
+	AccessLog(ctx context.Context, q AccessQuery) ([]*AccessRecord, error)
 
 	// The audit log.
 	Audit(ctx context.Context, e *AuditEvent) error // sets Seq

@@ -48,6 +48,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SCIMTokens", testSCIMTokens},
 		{"Audit", testAudit},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"CAs", testCAs},
+		{"Policies", testPolicies},
+		{"PutPolicyConcurrently", testPutPolicyConcurrently},
+		{"Categories", testCategories},
+		{"AccessLog", testAccessLog},
+		{"AccessLogBatches", testAccessLogBatches},
+		{"AccessLogConcurrently", testAccessLogConcurrently},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
