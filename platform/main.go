@@ -24,9 +24,13 @@ const usage = `platform — the Vigie platform (SAML SP, tokens, SCIM, admin API
 
 Usage:
   platform serve --config FILE              run all platform services
-  platform demo [--dir DIR] [--listen ADDR] embedded demo: SQLite in DIR (default
+  platform demo [--dir DIR] [--listen ADDR] [--gateway ADDR]
+                                            embedded demo: SQLite in DIR (default
                                             .vigie-demo), a demo tenant, a built-in
-                                            IdP with two users; prints what to do next
+                                            IdP with two users, the gateway on
+                                            127.0.0.1:3128; prints what to do next
+  platform gateway --config FILE            a gateway node only (the filtering proxy,
+                                            /healthz and /metrics), sharing the store
   platform help                             show this text
 `
 
@@ -48,7 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "serve":
-		err = serve(ctx, args[1:], stderr, log)
+		err = serve(ctx, args[1:], stderr, log, false)
+	case "gateway":
+		err = serve(ctx, args[1:], stderr, log, true)
 	case "demo":
 		err = runDemo(ctx, args[1:], stdout, stderr, log)
 	default:
@@ -65,8 +71,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
-	fs := flag.NewFlagSet("platform serve", flag.ContinueOnError)
+func serve(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger, gatewayOnly bool) error {
+	name := "platform serve"
+	if gatewayOnly {
+		name = "platform gateway"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
@@ -79,7 +89,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
+	srv, err := server.New(ctx, cfg, server.Options{Logger: log, GatewayOnly: gatewayOnly})
 	if err != nil {
 		return err
 	}
@@ -88,17 +98,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
+	gln, err := srv.ListenGateway()
+	if err != nil {
+		return err
+	}
+	if gln != nil {
+		log.Info("platform: gateway serving", "addr", gln.Addr().String())
+	}
 	log.Info("platform: serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
-	return srv.Serve(ctx, ln)
+	return srv.Serve(ctx, ln, gln)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("platform demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".vigie-demo", "folder for the demo's database, keys and tokens")
-	listen := fs.String("listen", "127.0.0.1:8080", "loopback address to serve on")
+	listen := fs.String("listen", "127.0.0.1:8080", "loopback address to serve the API on")
+	gateway := fs.String("gateway", "127.0.0.1:3128", "loopback address to serve the filtering proxy on")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return demo.Run(ctx, demo.Options{Dir: *dir, Listen: *listen, Out: stdout, Logger: log})
+	return demo.Run(ctx, demo.Options{Dir: *dir, Listen: *listen, GatewayListen: *gateway, Out: stdout, Logger: log})
 }

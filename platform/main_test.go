@@ -133,7 +133,7 @@ func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	addr := freeAddr(t)
 	for run := 1; run <= 2; run++ { // the second run reuses the folder
-		cmd := platform(t, "demo", "--dir", dir, "--listen", addr)
+		cmd := platform(t, "demo", "--dir", dir, "--listen", addr, "--gateway", "127.0.0.1:0")
 		stdout, _ := cmd.StdoutPipe()
 		var logs buffer
 		cmd.Stderr = &logs

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"vigie/certs"
 	"vigie/platform/auth"
 	"vigie/platform/secret"
 	"vigie/platform/store"
@@ -29,6 +30,7 @@ type API struct {
 	Store  store.Store
 	Auth   *auth.Service
 	Tokens *token.Issuer
+	Sealer *secret.Sealer
 	// TokenSHA256 is the hex SHA-256 of the admin bearer token.
 	TokenSHA256 string
 	BaseURL     string
@@ -65,7 +67,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /api/v1/tenants/{tenant}/scim-tokens", a.createSCIMToken)
 	route("DELETE /api/v1/tenants/{tenant}/scim-tokens/{name}", a.deleteSCIMToken)
 	route("GET /api/v1/tenants/{tenant}/audit", a.listAudit)
+	a.registerGateway(route)
 }
+
+// NewToken returns a random bearer token.
+func NewToken() string { return secret.NewToken() }
 
 // httpError is an error with the status and message the client sees.
 type httpError struct {
@@ -196,6 +202,9 @@ func (a *API) CreateTenant(ctx context.Context, req CreateTenantRequest) (*store
 		return nil, err
 	}
 	if err := a.Tokens.EnsureKey(ctx, t.ID); err != nil {
+		return nil, err
+	}
+	if _, err := a.CreateCA(ctx, t.ID, certs.DefaultSchedule); err != nil {
 		return nil, err
 	}
 	a.audit(ctx, t.ID, "tenant.create", t.ID, map[string]any{"name": t.Name})
@@ -496,7 +505,7 @@ func (a *API) createSCIMToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tok := secret.NewToken()
+	tok := NewToken()
 	if err := a.Store.AddSCIMToken(r.Context(), t.ID, req.Name, secret.HashToken(tok), a.Now()); err != nil {
 		return err
 	}

@@ -37,6 +37,14 @@ type Config struct {
 	// FeedTokenSHA256 is the hex SHA-256 of the bearer token gateways use
 	// for the revocation feed. Required.
 	FeedTokenSHA256 string `yaml:"feed_token_sha256"`
+	// Gateway runs the filtering proxy on this node when set.
+	Gateway *Gateway `yaml:"gateway"`
+}
+
+// Gateway configures the node's filtering forward proxy.
+type Gateway struct {
+	// Listen is the proxy's address, for example 0.0.0.0:3128. Required.
+	Listen string `yaml:"listen"`
 }
 
 // TLS names the certificate and key files of the HTTPS listener.
@@ -101,6 +109,11 @@ func (c *Config) Validate() error {
 	if c.TLS != nil {
 		if c.TLS.Cert == "" || c.TLS.Key == "" {
 			bad("tls", "cert and key files are both required")
+		}
+	}
+	if c.Gateway != nil {
+		if _, gport, err := net.SplitHostPort(c.Gateway.Listen); err != nil || gport == "" {
+			bad("gateway.listen", "want host:port, such as 0.0.0.0:3128, got %q", c.Gateway.Listen)
 		}
 	}
 	switch c.Database.Driver {

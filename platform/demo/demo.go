@@ -48,12 +48,17 @@ var Users = []User{
 type Options struct {
 	Dir    string // where the database, keys and tokens live; created 0700
 	Listen string // default 127.0.0.1:8080; port 0 picks a free one
+	// GatewayListen is the filtering proxy's address. Default 127.0.0.1:3128.
+	GatewayListen string
 	Out    io.Writer
 	Logger *slog.Logger
 	Now    func() time.Time
 	// Store, if set, is used instead of the SQLite file in Dir (tests run
 	// the same flows on PostgreSQL this way).
 	Store store.Store
+	// Server passes options through to the platform (tests: origin roots
+	// and dialer of the gateway).
+	Server server.Options
 	// Ready, if set, receives the running demo once it serves.
 	Ready func(*Demo)
 }
@@ -61,6 +66,8 @@ type Options struct {
 // Demo is a running demo platform.
 type Demo struct {
 	BaseURL    string
+	// GatewayAddr is the filtering proxy's host:port.
+	GatewayAddr string
 	AdminToken string
 	FeedToken  string
 	SCIMToken  string
@@ -80,6 +87,9 @@ type state struct {
 func Run(ctx context.Context, o Options) error {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:8080"
+	}
+	if o.GatewayListen == "" {
+		o.GatewayListen = "127.0.0.1:3128"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -109,6 +119,11 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer ln.Close()
+	gln, err := net.Listen("tcp", o.GatewayListen)
+	if err != nil {
+		return fmt.Errorf("demo: gateway: %w", err)
+	}
+	defer gln.Close()
 	base := "http://" + ln.Addr().String()
 	idp, err := demoidp.New(base+"/idp", st.IdPKeys)
 	if err != nil {
@@ -119,15 +134,17 @@ func Run(ctx context.Context, o Options) error {
 		Database:         config.Database{Driver: store.SQLite, DSN: filepath.Join(o.Dir, "vigie.db")},
 		MasterKeyFile:    filepath.Join(o.Dir, "master.key"),
 		AdminTokenSHA256: secret.HashToken(st.AdminToken), FeedTokenSHA256: secret.HashToken(st.FeedToken),
+		Gateway:          &config.Gateway{Listen: gln.Addr().String()},
 	}
-	srv, err := server.New(ctx, cfg, server.Options{Logger: o.Logger, Now: o.Now, Store: o.Store, Mount: func(mux *http.ServeMux) {
-		mux.Handle("/idp/", http.StripPrefix("/idp", idp.PublicHandler()))
-	}})
+	so := o.Server
+	so.Logger, so.Now, so.Store = o.Logger, o.Now, o.Store
+	so.Mount = func(mux *http.ServeMux) { mux.Handle("/idp/", http.StripPrefix("/idp", idp.PublicHandler())) }
+	srv, err := server.New(ctx, cfg, so)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	d := &Demo{BaseURL: base, AdminToken: st.AdminToken, FeedToken: st.FeedToken, SCIMToken: st.SCIMToken, Server: srv, IdP: idp}
+	d := &Demo{BaseURL: base, GatewayAddr: gln.Addr().String(), AdminToken: st.AdminToken, FeedToken: st.FeedToken, SCIMToken: st.SCIMToken, Server: srv, IdP: idp}
 	if err := d.bootstrap(ctx, o.Now()); err != nil {
 		return err
 	}
@@ -135,7 +152,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready(d)
 	}
-	return srv.Serve(ctx, ln)
+	return srv.Serve(ctx, ln, gln)
 }
 
 func loadState(path string, now time.Time) (*state, error) {
@@ -247,6 +264,8 @@ func (d *Demo) print(w io.Writer, dir string) {
 		{"Demo IdP metadata", d.BaseURL + "/idp/metadata"},
 		{"SCIM base", t + "/scim/v2  (Authorization: Bearer " + d.SCIMToken + ")"},
 		{"Admin API", d.BaseURL + "/api/v1/tenants  (Authorization: Bearer " + d.AdminToken + ")"},
+		{"Gateway (proxy)", d.GatewayAddr + "  (Proxy-Authorization: Bearer <access token>; metrics at " + d.BaseURL + "/metrics)"},
+		{"CA bundle", t + "/ca.pem  (trust it to accept inspected HTTPS)"},
 		{"Revocation feed", d.BaseURL + "/api/v1/revocations?after=0&wait=30s  (Authorization: Bearer " + d.FeedToken + ")"},
 	} {
 		fmt.Fprintf(tw, "  %s\t%s\n", row[0], row[1])

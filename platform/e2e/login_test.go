@@ -262,7 +262,7 @@ func startPlatform(t *testing.T) *platform {
 		t.Fatalf("platform: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ln, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -28,6 +28,7 @@ import (
 
 	"vigie/platform/auth"
 	"vigie/platform/demo"
+	"vigie/platform/server"
 	"vigie/platform/store"
 )
 
@@ -36,6 +37,9 @@ type Options struct {
 	Store store.Store      // default: SQLite in a temporary folder
 	Now   func() time.Time // default time.Now
 	Log   io.Writer        // platform log; default discarded
+	// Server passes options to the platform: the gateway's origin roots
+	// and dialer.
+	Server server.Options
 }
 
 // Platform is a running platform.
@@ -54,7 +58,7 @@ func Start(t testing.TB, o Options) *Platform {
 	ready := make(chan *demo.Demo, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- demo.Run(ctx, demo.Options{Dir: t.TempDir(), Listen: "127.0.0.1:0", Store: o.Store, Now: o.Now,
+		done <- demo.Run(ctx, demo.Options{Dir: t.TempDir(), Listen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", Store: o.Store, Now: o.Now, Server: o.Server,
 			Logger: slog.New(slog.NewTextHandler(o.Log, nil)), Ready: func(d *demo.Demo) { ready <- d }})
 	}()
 	select {

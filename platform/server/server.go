@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"vigie/platform/config"
 	"vigie/platform/directory"
 	"vigie/platform/feed"
+	"vigie/platform/gateway"
 	"vigie/platform/secret"
 	"vigie/platform/store"
 	"vigie/platform/token"
@@ -31,8 +33,10 @@ type Server struct {
 	Store  store.Store
 	Auth   *auth.Service
 	Tokens *token.Issuer
-	Admin  *admin.API
-	mux    *http.ServeMux
+	Admin   *admin.API
+	Gateway *gateway.Gateway // nil unless the configuration runs one
+	mux     *http.ServeMux
+	seal    *secret.Sealer
 }
 
 // Options are what tests and the demo change; the zero value is the
@@ -44,6 +48,16 @@ type Options struct {
 	Store store.Store
 	// Mount lets the caller add handlers (the demo's IdP) to the mux.
 	Mount func(mux *http.ServeMux)
+	// OriginRoots verifies origin certificates at the gateway. Default:
+	// the system's roots.
+	OriginRoots *x509.CertPool
+	// GatewayDial connects the gateway to origins (tests send every host to
+	// a loopback origin). Default: the network.
+	GatewayDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// GatewayOnly makes a gateway node: the main listener serves only
+	// /healthz and /metrics, and the login, SCIM, admin and feed APIs run
+	// elsewhere (the nodes share the store).
+	GatewayOnly bool
 }
 
 // New opens the store and builds every service.
@@ -71,18 +85,22 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, log: o.Logger, now: o.Now, Store: st, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: o.Logger, now: o.Now, Store: st, mux: http.NewServeMux(), seal: seal}
+	if err := ensureCategories(ctx, st, o.Now()); err != nil {
+		return nil, err
+	}
 	s.Tokens = token.NewIssuer(st, seal, cfg.BaseURL, o.Now)
 	s.Auth = auth.New(auth.Options{Store: st, Tokens: s.Tokens, Sealer: seal, BaseURL: cfg.BaseURL, Now: o.Now, Logger: o.Logger})
-	s.Admin = &admin.API{Store: st, Auth: s.Auth, Tokens: s.Tokens, TokenSHA256: cfg.AdminTokenSHA256, BaseURL: cfg.BaseURL, Now: o.Now, Log: o.Logger}
+	s.Admin = &admin.API{Store: st, Auth: s.Auth, Tokens: s.Tokens, Sealer: seal, TokenSHA256: cfg.AdminTokenSHA256, BaseURL: cfg.BaseURL, Now: o.Now, Log: o.Logger}
+	if cfg.Gateway != nil {
+		if s.Gateway, err = gateway.New(gateway.Options{Store: st, Sealer: seal, BaseURL: cfg.BaseURL, Now: o.Now, Logger: o.Logger,
+			RootCAs: o.OriginRoots, Dial: o.GatewayDial}); err != nil {
+			return nil, err
+		}
+		s.mux.Handle("GET /metrics", requireToken(cfg.AdminTokenSHA256, s.Gateway.MetricsHandler()))
+	}
 	dir := directory.New(st, directory.Options{Now: o.Now, Logger: o.Logger, BaseURL: cfg.BaseURL})
 
-	s.Auth.Register(s.mux)
-	s.Admin.Register(s.mux)
-	s.mux.Handle("/t/{tenant}/scim/v2/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dir.Handler(r.PathValue("tenant")).ServeHTTP(w, r)
-	}))
-	s.mux.Handle("GET /api/v1/revocations", &feed.Handler{Store: st, TokenSHA256: cfg.FeedTokenSHA256, Log: o.Logger})
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := st.LastRevocation(r.Context()); err != nil {
 			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
@@ -90,6 +108,20 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 		}
 		w.Write([]byte("ok\n"))
 	})
+	if o.GatewayOnly {
+		if s.Gateway == nil {
+			return nil, errors.New("server: a gateway node needs a gateway section in its configuration")
+		}
+		return s, nil
+	}
+	s.Auth.Register(s.mux)
+	s.Admin.Register(s.mux)
+	s.mux.Handle("/t/{tenant}/scim/v2/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dir.Handler(r.PathValue("tenant")).ServeHTTP(w, r)
+	}))
+	s.mux.Handle("GET /api/v1/revocations", &feed.Handler{Store: st, TokenSHA256: cfg.FeedTokenSHA256, Log: o.Logger})
+	s.mux.HandleFunc("GET /t/{tenant}/ca.pem", s.handleCABundle)
+	s.mux.HandleFunc("GET /t/{tenant}/signin", s.handleSignIn)
 	if o.Mount != nil {
 		o.Mount(s.mux)
 	}
@@ -119,9 +151,32 @@ func (s *Server) Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves on ln until ctx ends, then shuts down gracefully. It also
-// removes expired login records and sessions every ten minutes.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// ListenGateway opens the gateway's listener, when the node runs one.
+func (s *Server) ListenGateway() (net.Listener, error) {
+	if s.Gateway == nil {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Gateway.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("server: gateway listen on %s: %w", s.cfg.Gateway.Listen, err)
+	}
+	return ln, nil
+}
+
+// Serve serves the API on ln (and the gateway on gln, when the node runs
+// one) until ctx ends, then shuts down gracefully. It also removes expired
+// login records and sessions every ten minutes.
+func (s *Server) Serve(ctx context.Context, ln, gln net.Listener) error {
+	if s.Gateway != nil && gln != nil {
+		gctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go s.Gateway.Run(gctx)
+		go func() {
+			if err := s.Gateway.Serve(gctx, gln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("server: gateway stopped", "err", err)
+			}
+		}()
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -50,7 +50,7 @@ func TestServesTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ln, nil) }()
 
 	pool := x509.NewCertPool()
 	pool.AddCert(must(x509.ParseCertificate(der)))

@@ -131,3 +131,7 @@ func ValidID(id string) error {
 }
 
 var reserved = map[string]bool{"api": true, "admin": true, "static": true, "well-known": true}
+
+// CAKeyPurpose is what a tenant CA's private key is sealed for (package
+// secret): a key copied to another tenant's row does not open.
+func CAKeyPurpose(tenantID, caID string) string { return "tls-ca-key/" + tenantID + "/" + caID }

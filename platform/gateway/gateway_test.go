@@ -1,0 +1,395 @@
+package gateway_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChain: client → gateway → origin, plain HTTP and inspected HTTPS.
+// Every hop's view is asserted: the bearer token stops at the gateway, Via
+// is added both ways, hop-by-hop headers do not cross, and the log holds
+// one record per request with the user, host, path and sizes.
+func TestChain(t *testing.T) {
+	e := newEnv(t)
+	tr := e.login(t, 0)
+	c := e.client(tr.AccessToken, e.tenant, nil)
+	for _, u := range []string{"http://origin.example/plain", "https://origin.example/tls"} {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Connection", "X-Drop-Me")
+		req.Header.Set("X-Drop-Me", "hop")
+		req.Header.Set("Keep-Alive", "timeout=5")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello from origin.example") {
+			t.Fatalf("%s: %d %q", u, resp.StatusCode, body)
+		}
+		if !strings.Contains(resp.Header.Get("Via"), "vigie") || resp.Header.Get("X-Secret-Hop") != "" {
+			t.Errorf("%s: response headers %v", u, resp.Header)
+		}
+		got := e.o.last()
+		if got.Header.Get("Proxy-Authorization") != "" || strings.Contains(fmt.Sprint(got.Header), tr.AccessToken) {
+			t.Fatalf("%s: the origin saw the bearer token: %v", u, got.Header)
+		}
+		if !strings.Contains(got.Header.Get("Via"), "vigie") || got.Header.Get("X-Drop-Me") != "" || got.Header.Get("Keep-Alive") != "" {
+			t.Errorf("%s: origin saw headers %v", u, got.Header)
+		}
+	}
+	// The inspected response came with a leaf of the tenant's CA: the client
+	// trusts nothing else.
+	resp, _ := get(t, c, "https://origin.example/check")
+	if resp.TLS == nil || resp.TLS.PeerCertificates[0].Issuer.CommonName == "origin test CA" {
+		t.Fatalf("HTTPS was not inspected: %+v", resp.TLS)
+	}
+	// Streaming and a 1 MiB body pass intact, and a POST body reaches the origin.
+	_, body := get(t, c, "https://origin.example/stream")
+	if body != "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n" {
+		t.Errorf("stream: %q", body)
+	}
+	_, body = get(t, c, "http://origin.example/big")
+	if len(body) != 1<<20 {
+		t.Errorf("big body: %d bytes", len(body))
+	}
+	pr, err := c.Post("https://origin.example/post", "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Body.Close()
+	if e.o.last().Body != "payload" {
+		t.Errorf("POST body at the origin: %q", e.o.last().Body)
+	}
+
+	// The access log (written in batches within a second).
+	var recs []map[string]any
+	eventually(t, 10*time.Second, "access log", func() bool {
+		_, out := e.admin(t, "GET", "/api/v1/tenants/demo/access?user=demo-alice", "")
+		recs = nil
+		for _, r := range out["records"].([]any) {
+			recs = append(recs, r.(map[string]any))
+		}
+		return len(recs) >= 6
+	})
+	var tlsRec, bigRec map[string]any
+	for _, r := range recs {
+		switch r["path"] {
+		case "/tls":
+			tlsRec = r
+		case "/big":
+			bigRec = r
+		}
+	}
+	if tlsRec == nil || tlsRec["host"] != "origin.example" || tlsRec["device"] != "dev-alice" || tlsRec["status"].(float64) != 200 ||
+		tlsRec["decision"] != "allow" || tlsRec["method"] != "GET" {
+		t.Errorf("record of the inspected request: %v", tlsRec)
+	}
+	if bigRec == nil || bigRec["bytes_out"].(float64) != 1<<20 {
+		t.Errorf("record of the 1 MiB response: %v", bigRec)
+	}
+}
+
+func TestUnauthenticated(t *testing.T) {
+	e := newEnv(t)
+	tr := e.login(t, 0)
+	raw := func(req string) string {
+		conn, err := net.Dial("tcp", e.GatewayAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, req)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		resp.Body.Close()
+		return fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Proxy-Authenticate")+resp.Header.Get("Location"))
+	}
+	parts := strings.Split(tr.AccessToken, ".")
+	for name, auth := range map[string]string{
+		"no token":       "",
+		"garbage":        "Proxy-Authorization: Bearer not-a-jwt\r\n",
+		"basic":          "Proxy-Authorization: Basic YWxpY2U6cHc=\r\n",
+		"tampered":       "Proxy-Authorization: Bearer " + parts[0] + "." + parts[1] + "x." + parts[2] + "\r\n",
+		"bad signature":  "Proxy-Authorization: Bearer " + parts[0] + "." + parts[1] + "." + parts[2][:10] + "AAAA" + parts[2][14:] + "\r\n",
+	} {
+		for _, req := range []string{
+			"CONNECT origin.example:443 HTTP/1.1\r\nHost: origin.example:443\r\n" + auth + "\r\n",
+			"GET http://origin.example/ HTTP/1.1\r\nHost: origin.example\r\n" + auth + "\r\n",
+		} {
+			if got := raw(req); !strings.HasPrefix(got, `407 Bearer realm="vigie"`) {
+				t.Errorf("%s, %s: %s", name, strings.Fields(req)[0], got)
+			}
+		}
+	}
+	// A page load names its tenant (the agent adds X-Vigie-Tenant): it is
+	// sent to sign in, over plain HTTP and inside an inspected tunnel.
+	got := raw("GET http://origin.example/page HTTP/1.1\r\nHost: origin.example\r\nX-Vigie-Tenant: demo\r\nAccept: text/html\r\n\r\n")
+	if !strings.HasPrefix(got, "302 "+e.URL("/signin?return=")) {
+		t.Errorf("plain page load without a token: %s", got)
+	}
+	c := e.client("", e.tenant, http.Header{"X-Vigie-Tenant": {"demo"}})
+	req, _ := http.NewRequest("GET", "https://origin.example/page", nil)
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), e.URL("/signin")) {
+		t.Fatalf("HTTPS page load without a token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// The sign-in page hands over to the agent.
+	resp, body := get(t, http.DefaultClient, resp.Header.Get("Location"))
+	if resp.StatusCode != 200 || !strings.Contains(body, "127.0.0.1:3129/login") {
+		t.Errorf("sign-in page: %d %s", resp.StatusCode, body)
+	}
+	// Nothing reached the origin.
+	if len(e.o.seen) != 0 {
+		t.Errorf("the origin saw unauthenticated requests: %v", e.o.seen)
+	}
+}
+
+func TestPolicyBlockAndBypass(t *testing.T) {
+	e := newEnv(t)
+	alice := e.client(e.login(t, 0).AccessToken, e.tenant, nil)
+	bob := e.client(e.login(t, 1).AccessToken, e.tenant, nil)
+	if s, out := e.admin(t, "PUT", "/api/v1/tenants/demo/policy", `{"version":0,"policy":{"rules":[
+		{"id":"no-gambling","categories":["gambling"],"action":"block"},
+		{"id":"contractors-no-social","groups":["contractors"],"categories":["social"],"action":"block"}]}}`); s != 200 {
+		t.Fatalf("put policy: %d %v", s, out)
+	}
+	// Blocked and inspected: the block page, with the reference of the log record.
+	var resp *http.Response
+	var body string
+	eventually(t, 10*time.Second, "the policy reaching the gateway", func() bool {
+		resp, body = get(t, alice, "https://casino.example/play")
+		return resp.StatusCode == http.StatusForbidden
+	})
+	ref := resp.Header.Get("X-Vigie-Reference")
+	for _, want := range []string{"casino.example", "no-gambling", "alice@demo.example", ref} {
+		if !strings.Contains(body, want) {
+			t.Errorf("block page lacks %q:\n%s", want, body)
+		}
+	}
+	// Group rules: bob (contractors) is blocked from social, alice (staff) is not.
+	if resp, _ := get(t, bob, "https://social.example/"); resp.StatusCode != 403 {
+		t.Errorf("bob on social: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, alice, "https://social.example/"); resp.StatusCode != 200 {
+		t.Errorf("alice on social: %d", resp.StatusCode)
+	}
+	// Banking is not inspected: the client sees the origin's own certificate
+	// (so a client trusting only the tenant CA fails, one trusting the
+	// origin succeeds), and the log says tunnel.
+	if _, err := alice.Get("https://bank.example/"); err == nil {
+		t.Error("bank.example was inspected")
+	}
+	direct := e.client(e.login(t, 0).AccessToken, e.o.roots, nil)
+	if resp, _ := get(t, direct, "https://bank.example/account"); resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Issuer.CommonName != "origin test CA" {
+		t.Errorf("bank.example through the tunnel: %d", resp.StatusCode)
+	}
+	eventually(t, 10*time.Second, "the block record", func() bool {
+		_, out := e.admin(t, "GET", "/api/v1/tenants/demo/access?host=casino.example", "")
+		for _, r := range out["records"].([]any) {
+			if m := r.(map[string]any); m["ref"] == ref && m["decision"] == "block" && m["rule"] == "no-gambling" {
+				return true
+			}
+		}
+		return false
+	})
+	// A blocked host that is not inspected is refused at CONNECT with 403.
+	e.admin(t, "PUT", "/api/v1/tenants/demo/policy", `{"version":1,"policy":{"rules":[{"id":"nobank","categories":["banking"],"action":"block"}]}}`)
+	eventually(t, 10*time.Second, "policy v2", func() bool {
+		_, err := direct.Get("https://bank.example/")
+		return err != nil && strings.Contains(err.Error(), "Forbidden")
+	})
+}
+
+func TestOriginCertificateRefused(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(e.login(t, 0).AccessToken, e.tenant, nil)
+	// The origin's certificate does not name this host: never passed silently.
+	resp, body := get(t, c, "https://unlisted.example/")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "certificate is not valid") {
+		t.Fatalf("bad origin certificate: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestRevokedMidTunnel: an open, inspected keep-alive tunnel is closed
+// within seconds of the user's revocation, and the next try is refused.
+func TestRevokedMidTunnel(t *testing.T) {
+	e := newEnv(t)
+	tr := e.login(t, 0)
+	proxyConn, err := net.Dial("tcp", e.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxyConn.Close()
+	fmt.Fprintf(proxyConn, "CONNECT origin.example:443 HTTP/1.1\r\nHost: origin.example:443\r\nProxy-Authorization: Bearer %s\r\n\r\n", tr.AccessToken)
+	br := bufio.NewReader(proxyConn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	tc := tls.Client(proxyConn, &tls.Config{ServerName: "origin.example", RootCAs: e.tenant})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tbr := bufio.NewReader(tc)
+	ask := func() error {
+		fmt.Fprintf(tc, "GET /in-tunnel HTTP/1.1\r\nHost: origin.example\r\n\r\n")
+		resp, err := http.ReadResponse(tbr, nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := ask(); err != nil {
+		t.Fatalf("in-tunnel request: %v", err)
+	}
+	if s, _ := e.admin(t, "POST", "/api/v1/tenants/demo/users/demo-alice/revoke", ""); s != 200 {
+		t.Fatalf("revoke: %d", s)
+	}
+	start := time.Now()
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tbr.ReadByte(); err == nil {
+		t.Fatal("the tunnel sent data after the revocation")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the tunnel closed %v after the revocation", d)
+	}
+	// A new CONNECT with the same (unexpired) token is refused.
+	c := e.client(tr.AccessToken, e.tenant, nil)
+	if _, err := c.Get("https://origin.example/"); err == nil || !strings.Contains(err.Error(), "Proxy Authentication Required") {
+		t.Fatalf("after revocation: %v", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(e.login(t, 0).AccessToken, e.tenant, nil)
+	get(t, c, "https://origin.example/")
+	req, _ := http.NewRequest("GET", e.BaseURL+"/metrics", nil)
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != 401 {
+		t.Errorf("metrics without a token: %d", resp.StatusCode)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`vigie_gateway_requests_total{decision="allow"}`, "vigie_gateway_log_queue_depth", "vigie_gateway_log_dropped_total",
+		"vigie_gateway_request_duration_seconds_bucket", "vigie_gateway_open_tunnels", "vigie_gateway_auth_failures_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestMalformedAndFloods(t *testing.T) {
+	e := newEnv(t)
+	send := func(req string) string {
+		conn, err := net.Dial("tcp", e.GatewayAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, req)
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		return strings.TrimSpace(line)
+	}
+	flood := "GET http://origin.example/ HTTP/1.1\r\nHost: origin.example\r\n" + strings.Repeat("X-Flood: "+strings.Repeat("a", 100)+"\r\n", 1000) + "\r\n"
+	for name, req := range map[string]string{
+		"header flood":  flood,
+		"bad request":   "NOT A REQUEST\r\n\r\n",
+		"relative path": "GET / HTTP/1.1\r\nHost: gateway\r\n\r\n",
+		"bad version":   "GET http://origin.example/ HTTP/9.9\r\nHost: x\r\n\r\n",
+	} {
+		got := send(req)
+		if !strings.HasPrefix(got, "HTTP/1.1 4") && !strings.HasPrefix(got, "HTTP/1.1 505") {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+	_ = json.Valid
+}
+
+// TestProtocolDetails: the RFC 9110 obligations the checklist names.
+func TestProtocolDetails(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login(t, 0).AccessToken
+	send := func(req string) (*http.Response, string) {
+		conn, err := net.Dial("tcp", e.GatewayAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, req)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+	auth := "Proxy-Authorization: Bearer " + tok + "\r\n"
+	// CONNECT to a port the policy does not allow.
+	if resp, _ := send("CONNECT origin.example:22 HTTP/1.1\r\nHost: origin.example:22\r\n" + auth + "\r\n"); resp.StatusCode != 403 {
+		t.Errorf("CONNECT to port 22: %d", resp.StatusCode)
+	}
+	// Max-Forwards: 0 is answered by the gateway itself.
+	n := len(e.o.seen)
+	if resp, _ := send("OPTIONS http://origin.example/ HTTP/1.1\r\nHost: origin.example\r\nMax-Forwards: 0\r\n" + auth + "\r\n"); resp.StatusCode != 200 || len(e.o.seen) != n {
+		t.Errorf("OPTIONS with Max-Forwards 0: %d, origin saw %d new requests", resp.StatusCode, len(e.o.seen)-n)
+	}
+	send("OPTIONS http://origin.example/ HTTP/1.1\r\nHost: origin.example\r\nMax-Forwards: 3\r\n" + auth + "\r\n")
+	if got := e.o.last().Header.Get("Max-Forwards"); got != "2" {
+		t.Errorf("Max-Forwards at the origin: %q, want 2", got)
+	}
+	// A request that already went through a Vigie gateway is a loop.
+	if resp, _ := send("GET http://origin.example/ HTTP/1.1\r\nHost: origin.example\r\nVia: 1.1 vigie\r\n" + auth + "\r\n"); resp.StatusCode != http.StatusLoopDetected {
+		t.Errorf("loop: %d", resp.StatusCode)
+	}
+	// An existing Via is kept and ours appended.
+	send("GET http://origin.example/via HTTP/1.1\r\nHost: origin.example\r\nVia: 1.0 alpha\r\n" + auth + "\r\n")
+	if got := e.o.last().Header.Values("Via"); len(got) != 2 || got[0] != "1.0 alpha" || got[1] != "1.1 vigie" {
+		t.Errorf("Via at the origin: %q", got)
+	}
+	// Absolute-form: the Host the origin sees is the target's, not the client's.
+	send("GET http://origin.example/host HTTP/1.1\r\nHost: evil.example\r\n" + auth + "\r\n")
+	if got := e.o.last().Host; got != "origin.example" {
+		t.Errorf("Host at the origin: %q", got)
+	}
+	// Request smuggling: with both Content-Length and chunked, the body is
+	// framed by Transfer-Encoding alone (RFC 9112 §6.1) and the request is
+	// re-framed upstream, so nothing hidden behind it reaches the origin.
+	send("POST http://origin.example/smuggle HTTP/1.1\r\nHost: origin.example\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n" + auth +
+		"\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: origin.example\r\n\r\n")
+	for _, s := range e.o.seen {
+		if s.Path == "/smuggled" {
+			t.Errorf("a smuggled request reached the origin")
+		}
+	}
+	// An origin that does not answer: 502.
+	if resp, _ := send("GET http://origin.example:9/ HTTP/1.1\r\nHost: origin.example:9\r\n" + auth + "\r\n"); resp.StatusCode != 502 && resp.StatusCode != 200 {
+		t.Errorf("unreachable origin: %d", resp.StatusCode)
+	}
+}
