@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // connTracker knows which client connections carry which user's traffic,
@@ -26,6 +28,28 @@ type trackedConn struct {
 	once sync.Once
 	mu   sync.Mutex
 	keys []string
+	read atomic.Int64 // bytes read from the client
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+// expectTraffic closes the request's connection if the client sends nothing
+// more within d.
+func (t *connTracker) expectTraffic(ctx context.Context, d time.Duration) {
+	tc, ok := ctx.Value(connKey{}).(*trackedConn)
+	if !ok {
+		return
+	}
+	mark := tc.read.Load()
+	time.AfterFunc(d, func() {
+		if tc.read.Load() == mark {
+			tc.Close()
+		}
+	})
 }
 
 func (c *trackedConn) Close() error {
@@ -51,7 +75,9 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 }
 
 // Listener wraps the gateway's listener so that connections are tracked.
-func (g *Gateway) Listener(ln net.Listener) net.Listener { return &trackedListener{Listener: ln, t: g.conns} }
+func (g *Gateway) Listener(ln net.Listener) net.Listener {
+	return &trackedListener{Listener: ln, t: g.conns}
+}
 
 type connKey struct{}
 

@@ -53,6 +53,11 @@ type Options struct {
 	// RequestTimeout bounds waiting for an origin's response headers.
 	// Default 60 s.
 	RequestTimeout time.Duration
+	// SilentTimeout is how long a client may stay silent after the gateway
+	// accepts its CONNECT: net/http clears deadlines when the tunnel takes
+	// the connection over, and a client that never speaks would hold it
+	// forever. Default 30 s.
+	SilentTimeout time.Duration
 	// UnauthenticatedForBenchmarks serves everyone as an anonymous user of
 	// BenchmarkTenant without looking at tokens: the benchmarks compare the
 	// cost of authentication with it. Never set it in a deployment.
@@ -74,18 +79,19 @@ type Gateway struct {
 	transport *http.Transport
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	authCache *authCache
-	revs      *revocations
-	tenants   tenantCache
-	minters   minterCache
-	cats      atomic.Pointer[policy.Categories]
-	cursor    atomic.Int64 // feed position
-	conns     *connTracker
-	access    *accessLog
-	names     *userNames
-	m         *metrics
-	reg       *prometheus.Registry
-	anonymous *identity // UnauthenticatedForBenchmarks
+	authCache     *authCache
+	revs          *revocations
+	tenants       tenantCache
+	minters       minterCache
+	cats          atomic.Pointer[policy.Categories]
+	cursor        atomic.Int64 // feed position
+	conns         *connTracker
+	access        *accessLog
+	names         *userNames
+	m             *metrics
+	reg           *prometheus.Registry
+	anonymous     *identity // UnauthenticatedForBenchmarks
+	silentTimeout time.Duration
 }
 
 // New builds a gateway node; Run must run for it to follow the feed and
@@ -121,6 +127,9 @@ func New(o Options) (*Gateway, error) {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 60 * time.Second
 	}
+	if o.SilentTimeout <= 0 {
+		o.SilentTimeout = 30 * time.Second
+	}
 	if o.Dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
@@ -128,7 +137,7 @@ func New(o Options) (*Gateway, error) {
 	g := &Gateway{st: o.Store, seal: o.Sealer, base: o.BaseURL, now: o.Now, log: o.Logger, leeway: o.Leeway,
 		feedEvery: o.FeedInterval, dial: o.Dial, authCache: newAuthCache(o.AuthCacheSize), revs: newRevocations(),
 		tenants: tenantCache{m: map[string]*tenantState{}}, minters: minterCache{m: map[string]*tenantMinter{}},
-		conns: newConnTracker(), names: newUserNames(o.Store), reg: prometheus.NewRegistry()}
+		conns: newConnTracker(), names: newUserNames(o.Store), reg: prometheus.NewRegistry(), silentTimeout: o.SilentTimeout}
 	g.m = newMetrics(g.reg)
 	if o.UnauthenticatedForBenchmarks {
 		g.anonymous = &identity{tenant: o.BenchmarkTenant, user: "anonymous", session: "anonymous"}

@@ -6,8 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"net"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -87,6 +87,7 @@ func (g *Gateway) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.C
 			if ts, terr := g.tenant(ctx, hint); terr == nil && ts.minter != nil {
 				g.access.add(rec)
 				pctx.UserData = &tunnel{ts: ts, host: name, client: r.RemoteAddr}
+				g.conns.expectTraffic(ctx, g.silentTimeout)
 				return g.mitm(ts, name), host
 			}
 		}
@@ -118,10 +119,12 @@ func (g *Gateway) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.C
 	case !inspect:
 		rec.Decision, rec.Status = "tunnel", http.StatusOK
 		pctx.Req = r.WithContext(context.WithValue(ctx, tunnelKey{}, &tunnelInfo{rec: rec, start: start}))
+		g.conns.expectTraffic(ctx, g.silentTimeout)
 		g.m.requests.WithLabelValues("tunnel").Inc()
 		return goproxy.OkConnect, host
 	}
 	pctx.UserData = &tunnel{id: id, ts: ts, host: name, client: r.RemoteAddr}
+	g.conns.expectTraffic(ctx, g.silentTimeout)
 	return g.mitm(ts, name), host
 }
 
@@ -161,6 +164,11 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 			resp.Close = true
 			pctx.UserData = &exchange{rec: g.record(id, r, host), start: start, decision: "auth"}
 			return r, resp
+		}
+		// Decide with the tenant's current policy, not the one of the
+		// CONNECT: a kept-alive tunnel outlives policy changes.
+		if cur, err := g.tenant(ctx, id.tenant); err == nil {
+			ts = cur
 		}
 	default:
 		var err error
