@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	xproxy "golang.org/x/net/proxy"
+
+	"vigie/pac"
+)
+
+// errProxyAuth is the gateway refusing the user's token (or its absence).
+var errProxyAuth = errors.New("proxy: the gateway requires sign-in (407)")
+
+// dialRoute opens a connection to target (host:port) over one route. For
+// HTTP(S) proxies it does the CONNECT, with header (the token and tenant,
+// for the gateway only).
+func (p *Proxy) dialRoute(ctx context.Context, r pac.Route, target string, header http.Header) (net.Conn, error) {
+	switch r.Kind {
+	case pac.Direct:
+		return p.o.Dial(ctx, "tcp", target)
+	case pac.HTTP, pac.HTTPS:
+		c, err := p.o.Dial(ctx, "tcp", r.Addr())
+		if err != nil {
+			return nil, err
+		}
+		if r.Kind == pac.HTTPS {
+			tc := tls.Client(c, &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12})
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			c = tc
+		}
+		conn, err := connectThrough(ctx, c, target, header)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return conn, nil
+	case pac.SOCKS5:
+		d, err := xproxy.SOCKS5("tcp", r.Addr(), nil, dialerFunc(p.o.Dial))
+		if err != nil {
+			return nil, err
+		}
+		return d.(xproxy.ContextDialer).DialContext(ctx, "tcp", target)
+	case pac.SOCKS4:
+		c, err := p.o.Dial(ctx, "tcp", r.Addr())
+		if err != nil {
+			return nil, err
+		}
+		if err := socks4Connect(c, target); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("proxy: route %v not supported", r)
+}
+
+type dialerFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (f dialerFunc) Dial(network, addr string) (net.Conn, error) {
+	return f(context.Background(), network, addr)
+}
+
+func (f dialerFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
+}
+
+// connectThrough asks an HTTP proxy on c for a tunnel to target.
+func connectThrough(ctx context.Context, c net.Conn, target string, header http.Header) (net.Conn, error) {
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: target}, Host: target, Header: header.Clone()}
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+		defer c.SetDeadline(noDeadline)
+	}
+	if err := req.Write(c); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusProxyAuthRequired:
+		return nil, errProxyAuth
+	case resp.StatusCode/100 != 2:
+		return nil, &statusError{resp.StatusCode, resp.Status}
+	}
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: c, r: br}, nil
+	}
+	return c, nil
+}
+
+// statusError is a proxy's refusal of a CONNECT; the status goes back to
+// the client (a 403 block stays a 403).
+type statusError struct {
+	code   int
+	status string
+}
+
+func (e *statusError) Error() string { return "proxy: upstream answered " + e.status }
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// socks4Connect does a SOCKS4a CONNECT (the host name is resolved by the
+// SOCKS server, so the client leaks no DNS).
+func socks4Connect(c net.Conn, target string) error {
+	host, portStr, err := net.SplitHostPort(target)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("proxy: SOCKS4 target port %q", portStr)
+	}
+	msg := []byte{4, 1, 0, 0}
+	binary.BigEndian.PutUint16(msg[2:], uint16(port))
+	if ip := net.ParseIP(host).To4(); ip != nil {
+		msg = append(msg, ip...)
+		msg = append(msg, 0)
+	} else {
+		msg = append(msg, 0, 0, 0, 1, 0)
+		msg = append(msg, host...)
+		msg = append(msg, 0)
+	}
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	var reply [8]byte
+	if _, err := io.ReadFull(c, reply[:]); err != nil {
+		return err
+	}
+	if reply[1] != 0x5a {
+		return fmt.Errorf("proxy: SOCKS4 server refused (code %#x)", reply[1])
+	}
+	return nil
+}
+
+// noDeadline clears a deadline.
+var noDeadline time.Time

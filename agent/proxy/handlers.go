@@ -1,0 +1,184 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"vigie/agent/identity"
+	"vigie/pac"
+)
+
+// connectPlan rides on a CONNECT request's context from handleConnect to
+// dialConnect.
+type connectPlan struct {
+	user   identity.User
+	routes []pac.Route
+}
+
+type planKey struct{}
+
+func (p *Proxy) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	r := pctx.Req
+	u, _ := UserFrom(r.Context())
+	name := hostOnly(host)
+	routes, ok := p.routes(r.Context(), u.ID, "https://"+host+"/", name)
+	if !ok {
+		pctx.Resp = goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusBadGateway,
+			"Vigie: the gateway is unreachable and your organisation's policy blocks traffic until it is back.\n")
+		return goproxy.RejectConnect, host
+	}
+	pctx.Req = r.WithContext(context.WithValue(r.Context(), planKey{}, &connectPlan{user: u, routes: routes}))
+	return goproxy.OkConnect, host
+}
+
+// dialConnect opens the tunnel of a CONNECT over the first route that
+// works, trying the next on failure.
+func (p *Proxy) dialConnect(r *http.Request, network, addr string) (net.Conn, error) {
+	plan, _ := r.Context().Value(planKey{}).(*connectPlan)
+	if plan == nil {
+		return nil, errors.New("proxy: CONNECT without a route")
+	}
+	ctx := context.WithoutCancel(r.Context())
+	var errs []error
+	for _, route := range plan.routes {
+		c, err := p.dialRoute(ctx, route, addr, p.upstreamHeader(route, plan.user))
+		if err == nil {
+			p.markGood(route)
+			return c, nil
+		}
+		var se *statusError
+		if errors.Is(err, errProxyAuth) || errors.As(err, &se) {
+			// The proxy answered: it is up, and its answer stands (a block
+			// is not a reason to try DIRECT).
+			if errors.Is(err, errProxyAuth) {
+				p.startLogin(plan.user, "")
+			}
+			return nil, err
+		}
+		p.markBad(route)
+		errs = append(errs, fmt.Errorf("%v: %w", route, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// upstreamHeader is what a CONNECT or request to a proxy carries: for the
+// tenant's gateway, the user's token (when there is one) and the tenant's
+// name; for any other proxy, nothing of the user's.
+func (p *Proxy) upstreamHeader(route pac.Route, u identity.User) http.Header {
+	h := http.Header{}
+	cfg := p.o.Config()
+	if !isGateway(route, cfg) {
+		return h
+	}
+	h.Set("X-Vigie-Tenant", cfg.Tenant)
+	if tok, err := p.o.Tokens.Token(u.ID); err == nil {
+		h.Set("Proxy-Authorization", "Bearer "+tok)
+	} else {
+		p.startLogin(u, "")
+	}
+	return h
+}
+
+func (p *Proxy) startLogin(u identity.User, ret string) {
+	if _, err := p.o.Tokens.BeginLoginReturn(u.ID, ret); err != nil {
+		p.o.Logger.Warn("proxy: cannot start the login", "user", u.ID, "err", err)
+	}
+}
+
+// handleRequest routes an absolute-form request.
+func (p *Proxy) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	u, _ := UserFrom(r.Context())
+	routes, ok := p.routes(r.Context(), u.ID, r.URL.String(), hostOnly(r.URL.Host))
+	if !ok {
+		return r, failClosedPage(r)
+	}
+	pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		return p.roundTrip(req, u, routes)
+	})
+	return r, nil
+}
+
+// roundTrip sends a plain-HTTP request over the first route that works. A
+// request with a body is tried once: it cannot be replayed.
+func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) (*http.Response, error) {
+	replayable := r.Body == nil || r.Body == http.NoBody
+	var errs []error
+	for i, route := range routes {
+		req := r
+		if i > 0 {
+			req = r.Clone(r.Context())
+		}
+		for k, v := range p.upstreamHeader(route, u) {
+			req.Header[k] = v
+		}
+		resp, err := p.transport(route).RoundTrip(req)
+		if err == nil {
+			p.markGood(route)
+			return resp, nil
+		}
+		p.markBad(route)
+		errs = append(errs, fmt.Errorf("%v: %w", route, err))
+		if !replayable {
+			break
+		}
+	}
+	return goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusBadGateway,
+		"Vigie could not reach "+r.URL.Host+": "+errors.Join(errs...).Error()+"\n"), nil
+}
+
+// transport returns the pooled transport of a route.
+func (p *Proxy) transport(route pac.Route) *http.Transport {
+	key := route.String()
+	if t, ok := p.transports.Load(key); ok {
+		return t.(*http.Transport)
+	}
+	t := &http.Transport{DialContext: p.o.Dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second, DisableCompression: true}
+	switch route.Kind {
+	case pac.HTTP, pac.HTTPS:
+		scheme := "http"
+		if route.Kind == pac.HTTPS {
+			scheme = "https"
+		}
+		t.Proxy = http.ProxyURL(&url.URL{Scheme: scheme, Host: route.Addr()})
+	case pac.SOCKS4, pac.SOCKS5:
+		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return p.dialRoute(ctx, route, addr, nil)
+		}
+	}
+	actual, _ := p.transports.LoadOrStore(key, t)
+	return actual.(*http.Transport)
+}
+
+// failClosedPage explains a fail-closed refusal to a person.
+func failClosedPage(r *http.Request) *http.Response {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		return goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusBadGateway, "Vigie: gateway unreachable; traffic blocked by policy\n")
+	}
+	var b strings.Builder
+	failClosedTmpl.Execute(&b, r.URL.Host)
+	resp := goproxy.NewResponse(r, goproxy.ContentTypeHtml, http.StatusBadGateway, b.String())
+	resp.Header.Set("Content-Type", "text/html; charset=utf-8")
+	resp.Header.Set("Cache-Control", "no-store")
+	return resp
+}
+
+var failClosedTmpl = template.Must(template.New("closed").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Vigie — web access paused</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;color:#222}</style></head>
+<body><h1>Web access is paused</h1>
+<p>Your computer cannot reach your organisation's web gateway right now, and your organisation's policy
+is to block web traffic until it can (so that nothing goes out unfiltered).</p>
+<p>Vigie checks again every few seconds and <strong>{{.}}</strong> will open as soon as the gateway is back.
+If you are on a hotel or guest network, its sign-in page should still open.</p>
+</body></html>
+`))

@@ -1,0 +1,449 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"vigie/agent/identity"
+	"vigie/pac"
+)
+
+// testHosts maps the test's host names to loopback servers, for every hop
+// (the proxy under test, the upstream proxies, the SOCKS server): loopback
+// addresses themselves would take Chromium's implicit DIRECT bypass.
+var testHosts sync.Map // "host:port" → "127.0.0.1:port"
+
+func testDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if to, ok := testHosts.Load(addr); ok {
+		addr = to.(string)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// hop records what a server on the chain saw.
+type hop struct {
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (h *hop) add(hd http.Header) {
+	h.mu.Lock()
+	h.seen = append(h.seen, hd.Clone())
+	h.mu.Unlock()
+}
+
+func (h *hop) sawToken(tok string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, hd := range h.seen {
+		if strings.Contains(fmt.Sprint(hd), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *hop) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.seen)
+}
+
+// upstream is a forward proxy on loopback (the gateway, or some other proxy
+// a PAC names) that records each CONNECT and request and tunnels to the
+// origin itself.
+func upstream(t *testing.T, h *hop, deny bool) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.add(r.Header)
+		if deny {
+			w.Header().Set("Proxy-Authenticate", `Bearer realm="vigie"`)
+			w.WriteHeader(http.StatusProxyAuthRequired)
+			return
+		}
+		if r.Method == http.MethodConnect {
+			dst, err := testDial(r.Context(), "tcp", r.Host)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			c, brw, _ := w.(http.Hijacker).Hijack()
+			io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+			go func() { io.Copy(dst, brw); dst.Close() }()
+			io.Copy(c, dst)
+			c.Close()
+			return
+		}
+		r.RequestURI = ""
+		r.Header.Del("Proxy-Authorization")
+		resp, err := (&http.Transport{DialContext: testDial}).RoundTrip(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// socks5 is a minimal SOCKS5 server (no auth, CONNECT) that counts
+// connections.
+func socks5(t *testing.T, n *atomic.Int32) string {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 262)
+				io.ReadFull(c, buf[:2])
+				io.ReadFull(c, buf[:buf[1]])
+				c.Write([]byte{5, 0})
+				io.ReadFull(c, buf[:4])
+				var host string
+				switch buf[3] {
+				case 1:
+					io.ReadFull(c, buf[:4])
+					host = net.IP(buf[:4]).String()
+				case 3:
+					io.ReadFull(c, buf[:1])
+					l := int(buf[0])
+					io.ReadFull(c, buf[:l])
+					host = string(buf[:l])
+				}
+				io.ReadFull(c, buf[:2])
+				port := binary.BigEndian.Uint16(buf[:2])
+				dst, err := testDial(context.Background(), "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+				if err != nil {
+					c.Write([]byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0})
+					return
+				}
+				defer dst.Close()
+				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+				go io.Copy(dst, c)
+				io.Copy(c, dst)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+type tokens struct {
+	mu     sync.Mutex
+	byUser map[string]string
+	logins []string
+}
+
+func (k *tokens) Token(u string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if t, ok := k.byUser[u]; ok {
+		return t, nil
+	}
+	return "", errors.New("needs login")
+}
+
+func (k *tokens) BeginLoginReturn(u, ret string) (string, error) {
+	k.mu.Lock()
+	k.logins = append(k.logins, u)
+	k.mu.Unlock()
+	return "https://platform.example/t/demo/oauth/authorize?user=" + u, nil
+}
+
+func (k *tokens) Callback(w http.ResponseWriter, r *http.Request, u string) {
+	fmt.Fprintf(w, "callback for %s with state %s", u, r.URL.Query().Get("state"))
+}
+
+type harness struct {
+	t        *testing.T
+	p        *Proxy
+	addr     string
+	cfg      atomic.Pointer[Config]
+	routing  atomic.Int32
+	user     atomic.Pointer[identity.User]
+	origin   *httptest.Server
+	tlsOrig  *httptest.Server
+	originH  *hop
+	gatewayH *hop
+	gateway  string
+	tok      *tokens
+}
+
+func newHarness(t *testing.T, onlyUser string) *harness {
+	h := &harness{t: t, originH: &hop{}, gatewayH: &hop{}, tok: &tokens{byUser: map[string]string{"1000": "tok-alice", "1001": "tok-bob"}}}
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.originH.add(r.Header)
+		fmt.Fprintf(w, "origin %s", r.URL.Path)
+	})
+	h.origin = httptest.NewServer(rec)
+	h.tlsOrig = httptest.NewTLSServer(rec)
+	t.Cleanup(func() { h.origin.Close(); h.tlsOrig.Close() })
+	testHosts.Store("origin.example:80", h.origin.Listener.Addr().String())
+	testHosts.Store("origin.example:443", h.tlsOrig.Listener.Addr().String())
+	h.gateway = upstream(t, h.gatewayH, false)
+	h.user.Store(&identity.User{ID: "1000", Name: "alice"})
+	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + h.gateway + `"; }`)
+	p, err := New(Options{
+		Owner:    func(_, _ netip.AddrPort) (identity.User, error) { return *h.user.Load(), nil },
+		OnlyUser: onlyUser,
+		Tokens:   h.tok,
+		Config:   func() *Config { return h.cfg.Load() },
+		Routing:  func(string) Routing { return Routing(h.routing.Load()) },
+		Dial:     testDial,
+		Status:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { u, _ := UserFrom(r.Context()); fmt.Fprint(w, "status of "+u.ID) }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.p = p
+	lns, err := Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = lns[0].Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	go p.Serve(ctx, lns...)
+	t.Cleanup(cancel)
+	return h
+}
+
+func (h *harness) setPAC(src string) {
+	s, err := pac.New([]byte(src), pac.Options{CacheTTL: -1})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.cfg.Store(&Config{Tenant: "demo", Gateway: h.gateway, PAC: s})
+}
+
+func (h *harness) client() *http.Client {
+	u, _ := url.Parse("http://" + h.addr)
+	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u), TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (h *harness) get(u string) (int, string, error) {
+	resp, err := h.client().Get(u)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// TestTokenOnlyToTheGateway: through the gateway each user's own token
+// goes with CONNECT and plain requests; through any other proxy, or
+// DIRECT, no token is sent, and no origin ever sees one.
+func TestTokenOnlyToTheGateway(t *testing.T) {
+	h := newHarness(t, "")
+	for _, u := range []string{"http://origin.example" + "/plain", "https://origin.example" + "/tls"} {
+		if code, body, err := h.get(u); err != nil || code != 200 || !strings.HasPrefix(body, "origin /") {
+			t.Fatalf("%s via the gateway: %d %q %v", u, code, body, err)
+		}
+	}
+	if h.gatewayH.count() != 2 || !h.gatewayH.sawToken("Bearer tok-alice") {
+		t.Fatalf("the gateway saw %v", h.gatewayH.seen)
+	}
+	for _, hd := range h.gatewayH.seen {
+		if hd.Get("X-Vigie-Tenant") != "demo" {
+			t.Errorf("gateway request without the tenant: %v", hd)
+		}
+	}
+	// Bob's connections carry bob's token, never alice's.
+	h.user.Store(&identity.User{ID: "1001", Name: "bob"})
+	h.get("https://origin.example" + "/bob")
+	last := h.gatewayH.seen[len(h.gatewayH.seen)-1]
+	if last.Get("Proxy-Authorization") != "Bearer tok-bob" {
+		t.Fatalf("bob's request carried %q", last.Get("Proxy-Authorization"))
+	}
+	// Another proxy named by the PAC gets no token, nor does DIRECT.
+	other := &hop{}
+	otherAddr := upstream(t, other, false)
+	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + otherAddr + `"; }`)
+	h.get("http://origin.example" + "/other-plain")
+	h.get("https://origin.example" + "/other-tls")
+	if other.count() != 2 || other.sawToken("tok-") {
+		t.Fatalf("the other proxy saw %v", other.seen)
+	}
+	h.setPAC(`function FindProxyForURL(url, host) { return "DIRECT"; }`)
+	h.get("http://origin.example" + "/direct")
+	if h.originH.sawToken("tok-") {
+		t.Fatal("an origin saw a token")
+	}
+	// A proxy on the gateway's host with another port is not the gateway.
+	ghost, _, _ := net.SplitHostPort(h.gateway)
+	h.cfg.Store(&Config{Tenant: "demo", Gateway: ghost + ":1", PAC: h.cfg.Load().PAC})
+	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + otherAddr + `"; }`)
+	if isGateway(pac.Route{Kind: pac.HTTP, Host: ghost, Port: 2}, &Config{Gateway: ghost + ":1"}) {
+		t.Fatal("a different port counted as the gateway")
+	}
+}
+
+// TestFailover: a dead first proxy falls back to the next route, and is
+// skipped afterwards.
+func TestFailover(t *testing.T) {
+	h := newHarness(t, "")
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + deadAddr + `; PROXY ` + h.gateway + `; DIRECT"; }`)
+	for i := 0; i < 3; i++ {
+		if code, _, err := h.get("https://origin.example" + fmt.Sprintf("/f%d", i)); err != nil || code != 200 {
+			t.Fatalf("failover %d: %d %v", i, code, err)
+		}
+	}
+	if got := h.p.demoteBad([]pac.Route{{Kind: pac.HTTP, Host: "127.0.0.1", Port: portOf(deadAddr)}, {Kind: pac.Direct}}); got[0].Kind != pac.Direct {
+		t.Fatalf("the dead proxy was not demoted: %v", got)
+	}
+	// SOCKS5 works, as a route of its own.
+	var n atomic.Int32
+	s5 := socks5(t, &n)
+	h.setPAC(`function FindProxyForURL(url, host) { return "SOCKS5 ` + s5 + `"; }`)
+	for _, u := range []string{"http://origin.example" + "/s5", "https://origin.example" + "/s5tls"} {
+		if code, body, err := h.get(u); err != nil || code != 200 || !strings.Contains(body, "s5") {
+			t.Fatalf("SOCKS5 %s: %d %q %v", u, code, body, err)
+		}
+	}
+	if n.Load() < 2 {
+		t.Fatalf("SOCKS5 server saw %d connections", n.Load())
+	}
+}
+
+func portOf(addr string) uint16 {
+	ap := netip.MustParseAddrPort(addr)
+	return ap.Port()
+}
+
+func TestContinuity(t *testing.T) {
+	h := newHarness(t, "")
+	h.routing.Store(int32(AllDirect))
+	if code, _, err := h.get("https://origin.example" + "/open"); err != nil || code != 200 || h.gatewayH.count() != 0 {
+		t.Fatalf("fail-open: %d %v, gateway saw %d", code, err, h.gatewayH.count())
+	}
+	h.routing.Store(int32(Refuse))
+	req, _ := http.NewRequest("GET", "http://origin.example"+"/closed", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := h.client().Do(req)
+	if err != nil || resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("fail-closed page: %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "Web access is paused") {
+		t.Errorf("fail-closed page: %s", body)
+	}
+	if _, _, err := h.get("https://origin.example" + "/closed"); err == nil {
+		t.Error("fail-closed CONNECT was let through")
+	}
+	// What the PAC sends DIRECT still works when closed (the intranet).
+	h.setPAC(`function FindProxyForURL(url, host) { return "DIRECT"; }`)
+	if code, _, err := h.get("http://origin.example" + "/intranet"); err != nil || code != 200 {
+		t.Errorf("DIRECT under fail-closed: %d %v", code, err)
+	}
+}
+
+func TestNoTokenGoesThroughWithTenantAndStartsLogin(t *testing.T) {
+	h := newHarness(t, "")
+	h.user.Store(&identity.User{ID: "1002", Name: "carol"})
+	h.get("http://origin.example" + "/nologin")
+	last := h.gatewayH.seen[len(h.gatewayH.seen)-1]
+	if last.Get("Proxy-Authorization") != "" || last.Get("X-Vigie-Tenant") != "demo" {
+		t.Fatalf("a request without a token carried %v", last)
+	}
+	if len(h.tok.logins) == 0 || h.tok.logins[0] != "1002" {
+		t.Fatalf("no login started: %v", h.tok.logins)
+	}
+}
+
+func TestUserModeRefusesOthers(t *testing.T) {
+	h := newHarness(t, "1000")
+	if code, _, _ := h.get("http://origin.example" + "/mine"); code != 200 {
+		t.Fatalf("own user: %d", code)
+	}
+	h.user.Store(&identity.User{ID: "1001"})
+	if code, _, _ := h.get("http://origin.example" + "/theirs"); code != http.StatusForbidden {
+		t.Fatalf("another user in user mode: %d", code)
+	}
+}
+
+func TestLocalEndpoints(t *testing.T) {
+	h := newHarness(t, "")
+	base := "http://" + h.addr
+	resp, err := http.Get(base + "/proxy.pac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"PROXY 127.0.0.1:`+fmt.Sprint(portOf(h.addr))+`"`) || strings.Contains(string(body), "; DIRECT") {
+		t.Errorf("proxy.pac: %s", body)
+	}
+	if _, err := pac.New(body, pac.Options{}); err != nil {
+		t.Errorf("the served proxy.pac does not compile: %v", err)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, _ = noFollow.Get(base + "/login?return=https://x.example/")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "user=1000") {
+		t.Errorf("login: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for path, want := range map[string]string{"/callback?state=s1": "callback for 1000 with state s1", "/status": "status of 1000"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Errorf("%s: %q", path, b)
+		}
+	}
+}
+
+func TestListensOnLoopbackOnly(t *testing.T) {
+	lns, err := Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ln := range lns {
+		ap := netip.MustParseAddrPort(ln.Addr().String())
+		if !ap.Addr().IsLoopback() {
+			t.Errorf("listening on %s", ap)
+		}
+		ln.Close()
+	}
+	if !implicitDirect("localhost") || !implicitDirect("a.localhost") || !implicitDirect("127.0.0.5") || !implicitDirect("169.254.1.1") ||
+		!implicitDirect("::1") || implicitDirect("example.com") || implicitDirect("10.0.0.1") {
+		t.Error("implicitDirect")
+	}
+}
+
