@@ -220,7 +220,10 @@ func newHarness(t *testing.T, onlyUser string) *harness {
 		Config:   func() *Config { return h.cfg.Load() },
 		Routing:  func(string) Routing { return Routing(h.routing.Load()) },
 		Dial:     testDial,
-		Status:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { u, _ := UserFrom(r.Context()); fmt.Fprint(w, "status of "+u.ID) }),
+		Status: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, _ := UserFrom(r.Context())
+			fmt.Fprint(w, "status of "+u.ID)
+		}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -446,4 +449,3 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 		t.Error("implicitDirect")
 	}
 }
-
