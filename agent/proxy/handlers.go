@@ -14,6 +14,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"vigie/agent/identity"
+	"vigie/agent/session"
 	"vigie/pac"
 )
 
@@ -80,9 +81,13 @@ func (p *Proxy) upstreamHeader(route pac.Route, u identity.User) http.Header {
 		return h
 	}
 	h.Set("X-Vigie-Tenant", cfg.Tenant)
-	if tok, err := p.o.Tokens.Token(u.ID); err == nil {
+	switch tok, err := p.o.Tokens.Token(u.ID); {
+	case err == nil:
 		h.Set("Proxy-Authorization", "Bearer "+tok)
-	} else {
+	case errors.Is(err, session.ErrRefreshing):
+		// The platform is unreachable but the login is not over: asking
+		// the user to sign in again would not help.
+	default:
 		p.startLogin(u, "")
 	}
 	return h
