@@ -1,7 +1,9 @@
 // Package admin is the platform's admin API: JSON over HTTPS with an admin
 // bearer token. Tenants (create, configure the IdP, settings), the
 // directory (read), revocation of a user or a session, signing-key rotation,
-// SCIM tokens, and the audit log, where every admin action is written.
+// SCIM tokens, the gateway's policy and CAs, what agents fetch (enrolment
+// secrets, devices, PAC, agent configuration, releases), and the audit log,
+// where every admin action is written.
 //
 // It is the operator's interface, not a tenant administrator's console
 // (that comes with per-tenant admin identities).
@@ -19,6 +21,7 @@ import (
 
 	"vigie/certs"
 	"vigie/platform/auth"
+	"vigie/platform/distrib"
 	"vigie/platform/secret"
 	"vigie/platform/store"
 	"vigie/platform/tenant"
@@ -31,6 +34,9 @@ type API struct {
 	Auth   *auth.Service
 	Tokens *token.Issuer
 	Sealer *secret.Sealer
+	// Distrib makes each tenant's distribution key and changes what its
+	// agents fetch.
+	Distrib *distrib.Service
 	// TokenSHA256 is the hex SHA-256 of the admin bearer token.
 	TokenSHA256 string
 	BaseURL     string
@@ -68,6 +74,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("DELETE /api/v1/tenants/{tenant}/scim-tokens/{name}", a.deleteSCIMToken)
 	route("GET /api/v1/tenants/{tenant}/audit", a.listAudit)
 	a.registerGateway(route)
+	a.registerAgents(route)
 }
 
 // NewToken returns a random bearer token.
@@ -180,7 +187,8 @@ type CreateTenantRequest struct {
 }
 
 // CreateTenant provisions a tenant: its record with default (or given)
-// settings, a SAML SP key and certificate, and a first signing key.
+// settings, a SAML SP key and certificate, a first signing key, an
+// inspection CA and its distribution key.
 func (a *API) CreateTenant(ctx context.Context, req CreateTenantRequest) (*store.Tenant, error) {
 	if err := tenant.ValidID(req.ID); err != nil {
 		return nil, badRequest("id: %v", err)
@@ -205,6 +213,9 @@ func (a *API) CreateTenant(ctx context.Context, req CreateTenantRequest) (*store
 		return nil, err
 	}
 	if _, err := a.CreateCA(ctx, t.ID, certs.DefaultSchedule); err != nil {
+		return nil, err
+	}
+	if _, err := a.Distrib.EnsureKey(ctx, t.ID); err != nil {
 		return nil, err
 	}
 	a.audit(ctx, t.ID, "tenant.create", t.ID, map[string]any{"name": t.Name})

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -41,10 +42,36 @@ type Config struct {
 	Gateway *Gateway `yaml:"gateway"`
 }
 
-// Gateway configures the node's filtering forward proxy.
+// Gateway configures the node's filtering forward proxy, and tells agents
+// where the gateway is.
 type Gateway struct {
-	// Listen is the proxy's address, for example 0.0.0.0:3128. Required.
+	// Listen is the proxy's address, for example 0.0.0.0:3128. When empty
+	// this node runs no gateway (gateway nodes run elsewhere) and the
+	// section only gives PublicAddr.
 	Listen string `yaml:"listen"`
+	// PublicAddr is the host:port agents reach the gateway at (a load
+	// balancer in front of the nodes, for example), which the distributed
+	// agent configuration and default PAC name. Default: Listen, when
+	// agents can dial it (a name or a specific address, and a port other
+	// than 0). Without either, agents get no configuration (see
+	// PublicAddress).
+	PublicAddr string `yaml:"public_addr"`
+}
+
+// PublicAddress returns where agents reach the gateway: PublicAddr, or
+// Listen when agents can dial it, or "" when neither says: then the
+// platform serves agents no configuration and no default PAC file, and
+// says why, rather than tell them to dial 0.0.0.0.
+func (g *Gateway) PublicAddress() string {
+	switch {
+	case g == nil:
+		return ""
+	case g.PublicAddr != "":
+		return g.PublicAddr
+	case validPublicAddr(g.Listen) == nil:
+		return g.Listen
+	}
+	return ""
 }
 
 // TLS names the certificate and key files of the HTTPS listener.
@@ -84,6 +111,22 @@ func Parse(data []byte) (*Config, error) {
 	return c, c.Validate()
 }
 
+// validPublicAddr checks an address agents dial: host:port with a host
+// that names one machine (not 0.0.0.0 or ::) and a port from 1 to 65535.
+func validPublicAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("want host:port, such as gateway.example.com:3128, got %q", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port of %q: want a number from 1 to 65535", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%q listens on every address; agents need one they can dial", addr)
+	}
+	return nil
+}
+
 // Validate checks every field and reports all problems at once.
 func (c *Config) Validate() error {
 	var errs []error
@@ -112,8 +155,18 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Gateway != nil {
-		if _, gport, err := net.SplitHostPort(c.Gateway.Listen); err != nil || gport == "" {
-			bad("gateway.listen", "want host:port, such as 0.0.0.0:3128, got %q", c.Gateway.Listen)
+		if c.Gateway.Listen != "" {
+			if _, gport, err := net.SplitHostPort(c.Gateway.Listen); err != nil || gport == "" {
+				bad("gateway.listen", "want host:port, such as 0.0.0.0:3128, got %q", c.Gateway.Listen)
+			}
+		}
+		switch {
+		case c.Gateway.PublicAddr != "":
+			if err := validPublicAddr(c.Gateway.PublicAddr); err != nil {
+				bad("gateway.public_addr", "%v", err)
+			}
+		case c.Gateway.Listen == "":
+			bad("gateway", "give listen (to run a gateway on this node), public_addr (where agents reach the gateway nodes), or both")
 		}
 	}
 	switch c.Database.Driver {

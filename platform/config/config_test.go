@@ -57,3 +57,42 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load error %v does not name the file", err)
 	}
 }
+
+func TestGatewayPublicAddr(t *testing.T) {
+	const base = "base_url: https://x.example\ndatabase: {driver: sqlite, dsn: x.db}\nmaster_key_file: k\nadmin_token_sha256: " + hash + "\nfeed_token_sha256: " + hash + "\n"
+	for in, want := range map[string]string{
+		"gateway: {listen: 127.0.0.1:3128}":                                 "127.0.0.1:3128",
+		"gateway: {listen: gw.example:3128}":                                "gw.example:3128",
+		"gateway: {listen: 0.0.0.0:3128, public_addr: gw.example.com:3128}": "gw.example.com:3128",
+		"gateway: {public_addr: \"[2001:db8::1]:3128\"}":                    "[2001:db8::1]:3128",
+		// Listening on every address, or on any port: agents cannot dial
+		// that, and get no configuration until public_addr says where.
+		"gateway: {listen: 0.0.0.0:3128}":  "",
+		"gateway: {listen: \"[::]:3128\"}": "",
+		"gateway: {listen: 127.0.0.1:0}":   "",
+	} {
+		c, err := Parse([]byte(base + in))
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		if got := c.Gateway.PublicAddress(); got != want {
+			t.Errorf("%s: PublicAddress = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"gateway: {}": "gateway: give listen",
+		"gateway: {listen: 127.0.0.1:3128, public_addr: gw}":     "gateway.public_addr: want host:port",
+		"gateway: {public_addr: gw.example:0}":                   "gateway.public_addr: port of",
+		"gateway: {public_addr: \"0.0.0.0:3128\"}":               "gateway.public_addr: \"0.0.0.0:3128\" listens on every address",
+		"gateway: {listen: 127.0.0.1:3128, public_adr: gw:3128}": "field public_adr not found",
+	} {
+		if _, err := Parse([]byte(base + in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to contain %q", in, err, want)
+		}
+	}
+	var none *Gateway
+	if none.PublicAddress() != "" {
+		t.Error("no gateway section, yet a public address")
+	}
+}

@@ -50,9 +50,9 @@ type Options struct {
 	Listen string // default 127.0.0.1:8080; port 0 picks a free one
 	// GatewayListen is the filtering proxy's address. Default 127.0.0.1:3128.
 	GatewayListen string
-	Out    io.Writer
-	Logger *slog.Logger
-	Now    func() time.Time
+	Out           io.Writer
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// Store, if set, is used instead of the SQLite file in Dir (tests run
 	// the same flows on PostgreSQL this way).
 	Store store.Store
@@ -65,14 +65,14 @@ type Options struct {
 
 // Demo is a running demo platform.
 type Demo struct {
-	BaseURL    string
+	BaseURL string
 	// GatewayAddr is the filtering proxy's host:port.
 	GatewayAddr string
-	AdminToken string
-	FeedToken  string
-	SCIMToken  string
-	Server     *server.Server
-	IdP        *demoidp.IdP
+	AdminToken  string
+	FeedToken   string
+	SCIMToken   string
+	Server      *server.Server
+	IdP         *demoidp.IdP
 }
 
 // state is what the demo keeps in Dir between runs.
@@ -134,7 +134,7 @@ func Run(ctx context.Context, o Options) error {
 		Database:         config.Database{Driver: store.SQLite, DSN: filepath.Join(o.Dir, "vigie.db")},
 		MasterKeyFile:    filepath.Join(o.Dir, "master.key"),
 		AdminTokenSHA256: secret.HashToken(st.AdminToken), FeedTokenSHA256: secret.HashToken(st.FeedToken),
-		Gateway:          &config.Gateway{Listen: gln.Addr().String()},
+		Gateway: &config.Gateway{Listen: gln.Addr().String(), PublicAddr: gln.Addr().String()},
 	}
 	so := o.Server
 	so.Logger, so.Now, so.Store = o.Logger, o.Now, o.Store

@@ -30,10 +30,10 @@ type identity struct {
 
 // Why a request is not authenticated; the metric label and the log say it.
 var (
-	errNoToken      = errors.New("no bearer token")
-	errBadToken     = errors.New("invalid token")
-	errExpiredToken = errors.New("expired token")
-	errRevoked      = errors.New("revoked")
+	errNoToken       = errors.New("no bearer token")
+	errBadToken      = errors.New("invalid token")
+	errExpiredToken  = errors.New("expired token")
+	errRevoked       = errors.New("revoked")
 	errUnknownTenant = errors.New("unknown tenant")
 )
 

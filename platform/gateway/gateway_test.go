@@ -118,11 +118,11 @@ func TestUnauthenticated(t *testing.T) {
 	}
 	parts := strings.Split(tr.AccessToken, ".")
 	for name, auth := range map[string]string{
-		"no token":       "",
-		"garbage":        "Proxy-Authorization: Bearer not-a-jwt\r\n",
-		"basic":          "Proxy-Authorization: Basic YWxpY2U6cHc=\r\n",
-		"tampered":       "Proxy-Authorization: Bearer " + parts[0] + "." + parts[1] + "x." + parts[2] + "\r\n",
-		"bad signature":  "Proxy-Authorization: Bearer " + parts[0] + "." + parts[1] + "." + parts[2][:10] + "AAAA" + parts[2][14:] + "\r\n",
+		"no token":      "",
+		"garbage":       "Proxy-Authorization: Bearer not-a-jwt\r\n",
+		"basic":         "Proxy-Authorization: Basic YWxpY2U6cHc=\r\n",
+		"tampered":      "Proxy-Authorization: Bearer " + parts[0] + "." + parts[1] + "x." + parts[2] + "\r\n",
+		"bad signature": "Proxy-Authorization: Bearer " + parts[0] + "." + parts[1] + "." + parts[2][:10] + "AAAA" + parts[2][14:] + "\r\n",
 	} {
 		for _, req := range []string{
 			"CONNECT origin.example:443 HTTP/1.1\r\nHost: origin.example:443\r\n" + auth + "\r\n",

@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigie_gateway_auth_failures_total",
 			Help: "Requests refused for authentication, by reason."}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vigie_gateway_request_duration_seconds",
-			Help: "Time from a request's arrival to the end of its response (tunnels: their lifetime is not counted).",
+			Help:    "Time from a request's arrival to the end of its response (tunnels: their lifetime is not counted).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"decision"}),
 		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigie_gateway_open_tunnels",
 			Help: "Uninspected tunnels open."}),

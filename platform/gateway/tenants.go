@@ -19,11 +19,11 @@ import (
 // feed says one of them changed, and reloaded at least every tenantTTL in
 // case an event was missed.
 type tenantState struct {
-	id      string
-	loaded  time.Time
-	keys    map[string]ed25519.PublicKey
-	policy  *policy.Compiled
-	minter  *certs.Minter // nil when the tenant has no CA: nothing is inspected
+	id     string
+	loaded time.Time
+	keys   map[string]ed25519.PublicKey
+	policy *policy.Compiled
+	minter *certs.Minter // nil when the tenant has no CA: nothing is inspected
 }
 
 const tenantTTL = time.Minute

@@ -37,7 +37,7 @@ type Doc struct {
 	NoInspectCategories []string `json:"no_inspect_categories,omitempty"`
 	// ConnectPorts are the ports CONNECT may reach (HTTPS). Default
 	// DefaultConnectPorts.
-	ConnectPorts []int `json:"connect_ports,omitempty"`
+	ConnectPorts []int  `json:"connect_ports,omitempty"`
 	Rules        []Rule `json:"rules"`
 }
 

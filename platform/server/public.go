@@ -84,4 +84,3 @@ func ensureCategories(ctx context.Context, st store.Store, now time.Time) error 
 	}
 	return st.PutCategories(ctx, cats.Version, policy.ShippedCategories, now)
 }
-

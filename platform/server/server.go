@@ -1,7 +1,8 @@
 // Package server assembles the platform's services behind one HTTP(S)
 // listener: login and tokens (auth), the SCIM directory, the admin API, the
-// revocation feed for gateways, and health. It owns the lifecycle: New
-// validates and opens, Run serves until its context ends, Close releases.
+// revocation feed for gateways, enrolment and artifacts for agents
+// (distrib), and health. It owns the lifecycle: New validates and opens,
+// Run serves until its context ends, Close releases.
 package server
 
 import (
@@ -18,6 +19,7 @@ import (
 	"vigie/platform/auth"
 	"vigie/platform/config"
 	"vigie/platform/directory"
+	"vigie/platform/distrib"
 	"vigie/platform/feed"
 	"vigie/platform/gateway"
 	"vigie/platform/secret"
@@ -27,13 +29,14 @@ import (
 
 // Server is a running platform.
 type Server struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	now    func() time.Time
-	Store  store.Store
-	Auth   *auth.Service
-	Tokens *token.Issuer
+	cfg     *config.Config
+	log     *slog.Logger
+	now     func() time.Time
+	Store   store.Store
+	Auth    *auth.Service
+	Tokens  *token.Issuer
 	Admin   *admin.API
+	Distrib *distrib.Service
 	Gateway *gateway.Gateway // nil unless the configuration runs one
 	mux     *http.ServeMux
 	seal    *secret.Sealer
@@ -91,8 +94,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 	}
 	s.Tokens = token.NewIssuer(st, seal, cfg.BaseURL, o.Now)
 	s.Auth = auth.New(auth.Options{Store: st, Tokens: s.Tokens, Sealer: seal, BaseURL: cfg.BaseURL, Now: o.Now, Logger: o.Logger})
-	s.Admin = &admin.API{Store: st, Auth: s.Auth, Tokens: s.Tokens, Sealer: seal, TokenSHA256: cfg.AdminTokenSHA256, BaseURL: cfg.BaseURL, Now: o.Now, Log: o.Logger}
-	if cfg.Gateway != nil {
+	s.Distrib = distrib.New(distrib.Options{Store: st, Sealer: seal, BaseURL: cfg.BaseURL, GatewayAddr: cfg.Gateway.PublicAddress(), Now: o.Now, Logger: o.Logger})
+	s.Admin = &admin.API{Store: st, Auth: s.Auth, Tokens: s.Tokens, Sealer: seal, Distrib: s.Distrib, TokenSHA256: cfg.AdminTokenSHA256, BaseURL: cfg.BaseURL, Now: o.Now, Log: o.Logger}
+	if cfg.Gateway != nil && cfg.Gateway.Listen != "" {
 		if s.Gateway, err = gateway.New(gateway.Options{Store: st, Sealer: seal, BaseURL: cfg.BaseURL, Now: o.Now, Logger: o.Logger,
 			RootCAs: o.OriginRoots, Dial: o.GatewayDial}); err != nil {
 			return nil, err
@@ -116,6 +120,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 	}
 	s.Auth.Register(s.mux)
 	s.Admin.Register(s.mux)
+	s.Distrib.Register(s.mux)
 	s.mux.Handle("/t/{tenant}/scim/v2/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		dir.Handler(r.PathValue("tenant")).ServeHTTP(w, r)
 	}))

@@ -89,6 +89,11 @@ func testUpgrade(t *testing.T, driver, dsn string) {
 	if len(recs) != 1 {
 		t.Fatalf("access log after the upgrade: %d records", len(recs))
 	}
+	// 0003: what agents fetch, for a tenant the first schema made.
+	must(st.PutDistributionKey(ctx, &DistributionKey{Tenant: "acme", Private: []byte("sealed"), Public: []byte("public")}))
+	must(st.AddEnrollmentSecret(ctx, &EnrollmentSecret{Tenant: "acme", Name: "msi", Hash: "h"}))
+	must(st.EnrollDevice(ctx, &Device{Tenant: "acme", ID: "d1", PublicKey: []byte("k")}, "h"))
+	must(st.PutArtifact(ctx, &Artifact{Tenant: "acme", Kind: ArtifactPAC, Version: 1, Payload: []byte("pac"), Author: "admin"}))
 }
 
 // TestAccessLogPlansSQLite checks how SQLite runs each shape of AccessLog

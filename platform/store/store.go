@@ -1,6 +1,8 @@
 // Package store is the platform's persistence: tenants, the SCIM directory,
 // signing keys, the login flow's single-use records, login sessions and
-// refresh tokens, the revocation feed, SCIM tokens and the audit log.
+// refresh tokens, the revocation feed, SCIM tokens, what gateways apply,
+// what agents fetch (distribution keys, enrolled devices, versioned
+// artifacts) and the audit log.
 //
 // Two implementations share one interface and one test suite (storetest):
 // SQLite (modernc.org/sqlite, the embedded default, one file) and
@@ -228,6 +230,58 @@ type AuditEvent struct {
 	Detail json.RawMessage
 }
 
+// What agents fetch from the platform (package distrib), per tenant.
+const (
+	ArtifactConfig  = "config"  // the agent configuration (JSON)
+	ArtifactPAC     = "pac"     // the tenant's proxy.pac
+	ArtifactCA      = "ca"      // the inspection CA bundle (PEM)
+	ArtifactRelease = "release" // the release manifest (JSON)
+)
+
+// DistributionKey is a tenant's Ed25519 key that signs what agents fetch.
+// Installers pin its public half, so it is created once and never replaced.
+type DistributionKey struct {
+	Tenant    string
+	Private   []byte // the Ed25519 seed, sealed by the caller
+	Public    []byte // raw Ed25519 public key
+	CreatedAt time.Time
+}
+
+// EnrollmentSecret is a secret installers hand to agents so that they can
+// enrol; stored by hash, usable by any number of devices until deleted.
+type EnrollmentSecret struct {
+	Tenant    string
+	Name      string
+	Hash      string // hex SHA-256 of the secret
+	CreatedAt time.Time
+}
+
+// Device is an enrolled agent: the public half of the key it signs its
+// requests with, and what it said about itself when it enrolled.
+type Device struct {
+	Tenant    string
+	ID        string // assigned by the platform; immutable
+	PublicKey []byte // raw Ed25519 public key, unique per tenant
+	Hostname  string
+	OS        string
+	Secret    string // the name of the enrolment secret it enrolled with
+	CreatedAt time.Time
+	RevokedAt time.Time // zero while it may fetch
+}
+
+// Artifact is one version of something a tenant's agents fetch (kind
+// Artifact*). Versions count from 1 per tenant and kind, without gaps,
+// and are never changed: agents refuse a version lower than the one they
+// have, so a rollback is a new version with old content.
+type Artifact struct {
+	Tenant    string
+	Kind      string
+	Version   int64
+	Payload   []byte
+	Author    string // "admin", or "platform" for a version the platform derived (defaults, CA bundle)
+	CreatedAt time.Time
+}
+
 // Store is implemented by the SQLite and PostgreSQL stores.
 type Store interface {
 	// Tenants.
@@ -320,6 +374,31 @@ type Store interface {
 	// The access log, written in batches by gateway nodes.
 	AppendAccess(ctx context.Context, records []*AccessRecord) error // sets Seq
 	AccessLog(ctx context.Context, q AccessQuery) ([]*AccessRecord, error)
+
+	// Agent distribution: the tenant's distribution key, enrolment
+	// secrets, devices, and the versions of what agents fetch.
+	PutDistributionKey(ctx context.Context, k *DistributionKey) error             // ErrConflict when the tenant has one
+	DistributionKey(ctx context.Context, tenant string) (*DistributionKey, error) // ErrNotFound when it has none
+	AddEnrollmentSecret(ctx context.Context, s *EnrollmentSecret) error           // ErrConflict on a taken name or hash
+	EnrollmentSecrets(ctx context.Context, tenant string) ([]*EnrollmentSecret, error)
+	DeleteEnrollmentSecret(ctx context.Context, tenant, name string) error
+	// EnrollDevice stores d if the tenant has an enrolment secret with
+	// secretHash, checked in the transaction that inserts d; it sets
+	// d.Secret to the secret's name. ErrNotFound when there is no such
+	// secret (or tenant), ErrConflict when the ID or the public key is
+	// taken.
+	EnrollDevice(ctx context.Context, d *Device, secretHash string) error
+	Device(ctx context.Context, tenant, id string) (*Device, error)
+	Devices(ctx context.Context, tenant string) ([]*Device, error) // oldest first
+	// RevokeDevice sets RevokedAt; revoking a revoked device keeps the
+	// first time and is not an error.
+	RevokeDevice(ctx context.Context, tenant, id string, now time.Time) error
+	// PutArtifact stores a as the next version of its tenant and kind:
+	// a.Version must be the current version plus one (1 for the first),
+	// else ErrStale.
+	PutArtifact(ctx context.Context, a *Artifact) error
+	Artifact(ctx context.Context, tenant, kind string) (*Artifact, error)                     // the current version; ErrNotFound if none
+	ArtifactHistory(ctx context.Context, tenant, kind string, limit int) ([]*Artifact, error) // newest first
 
 	// The audit log.
 	Audit(ctx context.Context, e *AuditEvent) error // sets Seq

@@ -55,6 +55,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccessLog", testAccessLog},
 		{"AccessLogBatches", testAccessLogBatches},
 		{"AccessLogConcurrently", testAccessLogConcurrently},
+		{"DistributionKeys", testDistributionKeys},
+		{"EnrollmentSecrets", testEnrollmentSecrets},
+		{"Devices", testDevices},
+		{"Artifacts", testArtifacts},
+		{"PutArtifactConcurrently", testPutArtifactConcurrently},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
