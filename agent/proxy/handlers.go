@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -33,6 +34,7 @@ func (p *Proxy) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Con
 	name := hostOnly(host)
 	routes, ok := p.routes(r.Context(), u.ID, "https://"+host+"/", name)
 	if !ok {
+		p.counters.Refused.Add(1)
 		pctx.Resp = goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusBadGateway,
 			"Vigie: the gateway is unreachable and your organisation's policy blocks traffic until it is back.\n")
 		return goproxy.RejectConnect, host
@@ -54,6 +56,7 @@ func (p *Proxy) dialConnect(r *http.Request, network, addr string) (net.Conn, er
 		c, err := p.dialRoute(ctx, route, addr, p.upstreamHeader(route, plan.user))
 		if err == nil {
 			p.markGood(route)
+			p.count(route, true)
 			return c, nil
 		}
 		var se *statusError
@@ -63,11 +66,13 @@ func (p *Proxy) dialConnect(r *http.Request, network, addr string) (net.Conn, er
 			if errors.Is(err, errProxyAuth) {
 				p.startLogin(plan.user, "")
 			}
+			p.counters.Failed.Add(1)
 			return nil, err
 		}
 		p.markBad(route)
 		errs = append(errs, fmt.Errorf("%v: %w", route, err))
 	}
+	p.counters.Failed.Add(1)
 	return nil, errors.Join(errs...)
 }
 
@@ -94,6 +99,7 @@ func (p *Proxy) upstreamHeader(route pac.Route, u identity.User) http.Header {
 }
 
 func (p *Proxy) startLogin(u identity.User, ret string) {
+	p.counters.LoginsStarted.Add(1)
 	if _, err := p.o.Tokens.BeginLoginReturn(u.ID, ret); err != nil {
 		p.o.Logger.Warn("proxy: cannot start the login", "user", u.ID, "err", err)
 	}
@@ -104,6 +110,7 @@ func (p *Proxy) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Re
 	u, _ := UserFrom(r.Context())
 	routes, ok := p.routes(r.Context(), u.ID, r.URL.String(), hostOnly(r.URL.Host))
 	if !ok {
+		p.counters.Refused.Add(1)
 		return r, failClosedPage(r)
 	}
 	pctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
@@ -128,6 +135,7 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 		resp, err := p.transport(route).RoundTrip(req)
 		if err == nil {
 			p.markGood(route)
+			p.count(route, false)
 			return resp, nil
 		}
 		p.markBad(route)
@@ -136,6 +144,7 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 			break
 		}
 	}
+	p.counters.Failed.Add(1)
 	return goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusBadGateway,
 		"Vigie could not reach "+r.URL.Host+": "+errors.Join(errs...).Error()+"\n"), nil
 }
@@ -187,3 +196,50 @@ is to block web traffic until it can (so that nothing goes out unfiltered).</p>
 If you are on a hotel or guest network, its sign-in page should still open.</p>
 </body></html>
 `))
+
+// Counters count what the proxy did since it started, for the status API.
+type Counters struct {
+	Requests      atomic.Uint64 // plain-HTTP requests sent on
+	Tunnels       atomic.Uint64 // CONNECT tunnels opened
+	Direct        atomic.Uint64 // requests and tunnels that went DIRECT
+	Gateway       atomic.Uint64 // … through the tenant's gateway
+	OtherProxy    atomic.Uint64 // … through another proxy the PAC named
+	Refused       atomic.Uint64 // refused by the fail-closed policy
+	Failed        atomic.Uint64 // no route worked, or the proxy refused
+	LoginsStarted atomic.Uint64 // logins started for users without a token
+}
+
+// CounterValues is a copy of Counters, for JSON.
+type CounterValues struct {
+	Requests      uint64 `json:"requests"`
+	Tunnels       uint64 `json:"tunnels"`
+	Direct        uint64 `json:"direct"`
+	Gateway       uint64 `json:"gateway"`
+	OtherProxy    uint64 `json:"other_proxy"`
+	Refused       uint64 `json:"refused"`
+	Failed        uint64 `json:"failed"`
+	LoginsStarted uint64 `json:"logins_started"`
+}
+
+// Counters returns the counts so far.
+func (p *Proxy) Counters() CounterValues {
+	c := &p.counters
+	return CounterValues{c.Requests.Load(), c.Tunnels.Load(), c.Direct.Load(), c.Gateway.Load(), c.OtherProxy.Load(),
+		c.Refused.Load(), c.Failed.Load(), c.LoginsStarted.Load()}
+}
+
+func (p *Proxy) count(route pac.Route, tunnel bool) {
+	if tunnel {
+		p.counters.Tunnels.Add(1)
+	} else {
+		p.counters.Requests.Add(1)
+	}
+	switch {
+	case route.Kind == pac.Direct:
+		p.counters.Direct.Add(1)
+	case isGateway(route, p.o.Config()):
+		p.counters.Gateway.Add(1)
+	default:
+		p.counters.OtherProxy.Add(1)
+	}
+}

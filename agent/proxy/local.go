@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// LocalHeader must be on the local API's state-changing requests (the
+// agent CLI sends it): browsers do not send it cross-origin unasked.
+const LocalHeader = "X-Vigie-Local"
+
 // registerLocal sets up what the agent serves to the machine's browsers
 // and tools on its own port.
 func (p *Proxy) registerLocal() {
@@ -25,6 +29,21 @@ func (p *Proxy) registerLocal() {
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, to, http.StatusFound)
+	})
+	// Logout asks for a header no cross-origin page can send without a
+	// CORS preflight the agent never answers: a web page must not be able
+	// to sign the user out.
+	p.local.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(LocalHeader) == "" {
+			http.Error(w, "Vigie agent: POST /logout needs the "+LocalHeader+" header", http.StatusForbidden)
+			return
+		}
+		u, _ := UserFrom(r.Context())
+		if err := p.o.Tokens.Logout(r.Context(), u.ID); err != nil {
+			http.Error(w, "Vigie agent: signing out: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	if p.o.Status != nil {
 		p.local.Handle("GET /status", p.o.Status)

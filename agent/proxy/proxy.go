@@ -56,6 +56,8 @@ type Tokens interface {
 	BeginLoginReturn(userID, returnURL string) (string, error)
 	// Callback completes a login for the user who owns the request's socket.
 	Callback(w http.ResponseWriter, r *http.Request, userID string)
+	// Logout ends the user's session (and revokes it at the platform).
+	Logout(ctx context.Context, userID string) error
 }
 
 // Options configures a Proxy.
@@ -93,6 +95,7 @@ type Proxy struct {
 	bad   map[string]time.Time // proxy address → skipped until
 
 	transports sync.Map // upstream proxy address ("" for DIRECT) → *http.Transport
+	counters   Counters
 }
 
 // New builds the proxy.

@@ -159,9 +159,18 @@ func socks5(t *testing.T, n *atomic.Int32) string {
 }
 
 type tokens struct {
-	mu     sync.Mutex
-	byUser map[string]string
-	logins []string
+	mu      sync.Mutex
+	byUser  map[string]string
+	logins  []string
+	logouts []string
+}
+
+func (k *tokens) Logout(_ context.Context, u string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.logouts = append(k.logouts, u)
+	delete(k.byUser, u)
+	return nil
 }
 
 func (k *tokens) Token(u string) (string, error) {
@@ -429,6 +438,28 @@ func TestLocalEndpoints(t *testing.T) {
 		if string(b) != want {
 			t.Errorf("%s: %q", path, b)
 		}
+	}
+
+	// A page's cross-origin form post cannot sign the user out; the CLI can.
+	resp, err = http.Post(base+"/logout", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout without %s: %d", LocalHeader, resp.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", base+"/logout", nil)
+	req.Header.Set(LocalHeader, "1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h.tok.mu.Lock()
+	defer h.tok.mu.Unlock()
+	if resp.StatusCode != http.StatusNoContent || len(h.tok.logouts) != 1 || h.tok.logouts[0] != "1000" {
+		t.Errorf("logout: %d, logouts %v", resp.StatusCode, h.tok.logouts)
 	}
 }
 
