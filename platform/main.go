@@ -1,7 +1,6 @@
 // Command platform runs Vigie's cloud side: SAML service provider, token
-// service, SCIM directory, admin API and revocation feed (the filtering
-// gateway and configuration distribution come with their issues). See
-// docs/design.md.
+// service, SCIM directory, admin API, revocation feed, the filtering
+// gateway and the agents' configuration distribution. See docs/design.md.
 package main
 
 import (
@@ -12,23 +11,29 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"vigie/platform/config"
 	"vigie/platform/demo"
 	"vigie/platform/server"
 )
 
-const usage = `platform — the Vigie platform (SAML SP, tokens, SCIM, admin API, revocation feed)
+const usage = `platform — the Vigie platform (SAML SP, tokens, SCIM, admin API, gateway, agent distribution)
 
 Usage:
   platform serve --config FILE              run all platform services
-  platform demo [--dir DIR] [--listen ADDR] [--gateway ADDR]
+  platform demo [--dir DIR] [--listen ADDR] [--gateway ADDR] [--agent BIN]
                                             embedded demo: SQLite in DIR (default
                                             .vigie-demo), a demo tenant, a built-in
                                             IdP with two users, the gateway on
-                                            127.0.0.1:3128; prints what to do next
+                                            127.0.0.1:3128, DIR/agent.yaml for an
+                                            agent; with --agent, runs that agent
+                                            binary in --user-mode too; prints what
+                                            to do next
   platform gateway --config FILE            a gateway node only (the filtering proxy,
                                             /healthz and /metrics), sharing the store
   platform help                             show this text
@@ -115,8 +120,46 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	dir := fs.String("dir", ".vigie-demo", "folder for the demo's database, keys and tokens")
 	listen := fs.String("listen", "127.0.0.1:8080", "loopback address to serve the API on")
 	gateway := fs.String("gateway", "127.0.0.1:3128", "loopback address to serve the filtering proxy on")
+	agentBin := fs.String("agent", "", "agent binary to run in --user-mode against the demo (go tool task demo passes it)")
+	agentPort := fs.Int("agent-port", 3129, "the agent's port, written to DIR/agent.yaml")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return demo.Run(ctx, demo.Options{Dir: *dir, Listen: *listen, GatewayListen: *gateway, Out: stdout, Logger: log})
+	if *agentBin == "" {
+		return demo.Run(ctx, demo.Options{Dir: *dir, Listen: *listen, GatewayListen: *gateway, Out: stdout, Logger: log, AgentPort: *agentPort})
+	}
+	// The agent runs as a child: it stops with the demo, and the demo
+	// stops if it dies, saying why.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	agentDone := make(chan error, 1)
+	var started atomic.Bool
+	ready := func(d *demo.Demo) {
+		cmd := exec.CommandContext(ctx, *agentBin, "run", "--user-mode", "--config", d.AgentConfig)
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = 10 * time.Second
+		if err := cmd.Start(); err != nil {
+			cancel(fmt.Errorf("demo: starting the agent: %w", err))
+			return
+		}
+		started.Store(true)
+		go func() {
+			err := cmd.Wait()
+			if ctx.Err() == nil {
+				cancel(fmt.Errorf("demo: the agent stopped: %v", err))
+			}
+			agentDone <- err
+		}()
+		log.Info("demo: agent started", "pid", cmd.Process.Pid, "proxy", fmt.Sprintf("127.0.0.1:%d", *agentPort), "config", d.AgentConfig)
+	}
+	err := demo.Run(ctx, demo.Options{Dir: *dir, Listen: *listen, GatewayListen: *gateway, Out: stdout, Logger: log, AgentPort: *agentPort, Ready: ready})
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	cancel(nil)
+	if started.Load() {
+		<-agentDone // WaitDelay bounds it
+	}
+	return err
 }

@@ -14,9 +14,11 @@
 //   - The probe. A [Prober] connects to the gateway's TCP address every
 //     Interval (default 10 s) with a Timeout (default 3 s), and debounces
 //     the results: the gateway is down after DownAfter (3) consecutive
-//     failures and up again after UpAfter (2) consecutive successes, except
-//     that the first result after start, or after [Prober.SetTarget],
-//     decides at once. While the gateway is down it also fetches a
+//     failures and up again after UpAfter (2) consecutive successes, the
+//     confirming probes coming Confirm (500 ms) apart, so that a stopped
+//     gateway is down within 11 s and a restarted one up within 10.5 s;
+//     the first result after start, or after [Prober.SetTarget], decides
+//     at once. While the gateway is down it also fetches a
 //     portal-detection URL directly: anything but "204, empty body" means
 //     a captive portal intercepts the network. The prober only observes: it
 //     knows nothing of policy or logins, and [Compute] consumes its

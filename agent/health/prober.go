@@ -27,12 +27,16 @@ type Options struct {
 	Timeout time.Duration
 	// DownAfter is how many consecutive failed probes take the gateway
 	// down; UpAfter how many consecutive successes bring it back. The first
-	// result after start or after SetTarget decides alone. Defaults 3 and 2:
-	// with the default interval the gateway is declared down 20 to 30 s
-	// (plus the timeout, if its packets are dropped) after it stops
-	// answering, and up 10 to 20 s after it answers again.
+	// result after start or after SetTarget decides alone. Defaults 3 and 2.
 	DownAfter int
 	UpAfter   int
+	// Confirm is the time between probes while the last result disagrees
+	// with the verdict: the hysteresis is settled in quick probes rather
+	// than whole intervals. Default 500 ms (at most Interval). With the
+	// defaults the gateway is declared down at most 11 s (plus the timeout,
+	// if its packets are dropped) after it stops answering, and up at most
+	// 10.5 s after it answers again.
+	Confirm time.Duration
 	// PortalURL is fetched, directly and without following redirects, while
 	// the gateway is down: an answer of 204 with an empty body means no
 	// captive portal; any other answer, a redirect included, means a portal
@@ -118,6 +122,7 @@ func (s ProbeStatus) Reason() string {
 // call from any goroutine, before, during and after Run.
 type Prober struct {
 	interval, timeout  time.Duration
+	confirm            time.Duration
 	downAfter, upAfter int
 	portalURL          string
 	client             *http.Client
@@ -150,6 +155,7 @@ func New(o Options) (*Prober, error) {
 		timeout:   o.Timeout,
 		downAfter: orDefault(o.DownAfter, 3),
 		upAfter:   orDefault(o.UpAfter, 2),
+		confirm:   orDefault(o.Confirm, 500*time.Millisecond),
 		portalURL: o.PortalURL,
 		dial:      o.Dial,
 		log:       o.Logger,
@@ -162,8 +168,9 @@ func New(o Options) (*Prober, error) {
 	if p.timeout == 0 {
 		p.timeout = min(3*time.Second, p.interval)
 	}
+	p.confirm = min(p.confirm, p.interval)
 	switch {
-	case p.interval < 0 || p.timeout < 0:
+	case p.interval < 0 || p.timeout < 0 || p.confirm < 0:
 		return nil, errors.New("health: negative interval or timeout")
 	case p.timeout > p.interval:
 		return nil, fmt.Errorf("health: timeout %v longer than the interval %v", p.timeout, p.interval)
@@ -270,25 +277,39 @@ func (p *Prober) Status() ProbeStatus {
 	}
 }
 
-// Run probes at once, then every Interval, and at once after SetTarget,
-// until ctx ends; then it returns nil. One Run at a time.
+// Run probes at once, then every Interval (every Confirm while a change
+// is pending), and at once after SetTarget, until ctx ends; then it
+// returns nil. One Run at a time.
 func (p *Prober) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("health: prober already running")
 	}
 	defer p.running.Store(false)
-	t := time.NewTicker(p.interval)
+	t := time.NewTimer(p.interval)
 	defer t.Stop()
 	for {
+		start := p.now()
 		p.round(ctx)
+		wait := p.interval
+		if p.pending() {
+			wait = p.confirm
+		}
+		// Probes start Interval apart, however long one took.
+		t.Reset(max(0, wait-p.now().Sub(start)))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		case <-p.kick:
-			t.Reset(p.interval)
 		}
 	}
+}
+
+// pending reports whether the last result disagrees with the verdict.
+func (p *Prober) pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return (p.v.up && p.v.fails > 0) || (!p.v.up && p.v.oks > 0)
 }
 
 // round is one probe and, when the gateway is down, one portal check.

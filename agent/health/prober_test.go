@@ -104,16 +104,19 @@ func TestStart(t *testing.T) {
 }
 
 // TestDown checks that the gateway goes down on the third failed probe
-// after it stops answering, not before, whether connections are refused
-// (down 30 s after the last success) or dropped (plus the 3 s timeout).
+// after it stops answering, not before, the two after the first failure
+// coming Confirm (500 ms) apart: when connections are refused it is down
+// 11 s after the last success; when they are dropped each probe also waits
+// out the 3 s timeout.
 func TestDown(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		drop bool
-		down time.Duration // when the verdict changes
+		name   string
+		drop   bool
+		down   time.Duration // when the verdict changes
+		probes []time.Duration
 	}{
-		{"refused", false, 30 * time.Second},
-		{"dropped", true, 33 * time.Second},
+		{"refused", false, 11 * time.Second, seconds(0, 10, 10.5, 11)},
+		{"dropped", true, 19 * time.Second, seconds(0, 10, 13, 16)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -135,7 +138,7 @@ func TestDown(t *testing.T) {
 				if !b.changed() {
 					t.Error("no change notification")
 				}
-				if got, want := b.net.dialTimes(gwA, b.start), seconds(0, 10, 20, 30); !slices.Equal(got, want) {
+				if got, want := b.net.dialTimes(gwA, b.start), tt.probes; !slices.Equal(got, want) {
 					t.Errorf("probes at %v, want %v", got, want)
 				}
 				if st.Counters.Probes != 4 || st.Counters.ProbeFailures != 3 || st.Counters.Downs != 1 || st.Counters.Ups != 0 {
@@ -158,7 +161,8 @@ func TestDown(t *testing.T) {
 }
 
 // TestUp checks that the gateway is up again on the second successful
-// probe after it answers, and that isolated results change nothing.
+// probe after it answers, Confirm (500 ms) after the first, and that
+// isolated results change nothing.
 func TestUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := runProber(t, false, nil)
@@ -166,12 +170,12 @@ func TestUp(t *testing.T) {
 		b.changed()
 		b.at(35 * time.Second)
 		b.net.set(gwA, true)
-		if st := b.at(49 * time.Second); st.GatewayUp || st.ConsecutiveSuccesses != 1 || b.changed() {
-			t.Fatalf("at 49 s, one success: %+v", st)
+		if st := b.at(40500*time.Millisecond - time.Millisecond); st.GatewayUp || st.ConsecutiveSuccesses != 1 || b.changed() {
+			t.Fatalf("at 40.5 s, one success: %+v", st)
 		}
-		st := b.at(50 * time.Second)
-		if !st.GatewayUp || !st.LastChange.Equal(b.start.Add(50*time.Second)) || st.Counters.Ups != 1 {
-			t.Fatalf("at 50 s, two successes: %+v", st)
+		st := b.at(40500 * time.Millisecond)
+		if !st.GatewayUp || !st.LastChange.Equal(b.start.Add(40500*time.Millisecond)) || st.Counters.Ups != 1 {
+			t.Fatalf("at 40.5 s, two successes: %+v", st)
 		}
 		if !b.changed() {
 			t.Error("no change notification")
@@ -183,11 +187,17 @@ func TestUp(t *testing.T) {
 			t.Errorf("LastError %q: the last failure is kept for diagnostics", st.LastError)
 		}
 
-		// Flapping: one failure in two never takes it down.
+		// Flapping: one failed probe in two never takes it down.
+		now := 40500 * time.Millisecond
 		for i := range 6 {
-			b.net.set(gwA, i%2 == 0)
-			if st := b.at(time.Duration(60+10*i) * time.Second); !st.GatewayUp {
-				t.Fatalf("flap %d: down", i)
+			b.net.set(gwA, i%2 == 1)
+			before := b.p.Status().Counters.Probes
+			for b.p.Status().Counters.Probes == before {
+				now += 100 * time.Millisecond
+				b.at(now)
+			}
+			if st := b.p.Status(); !st.GatewayUp {
+				t.Fatalf("flap %d: down: %+v", i, st)
 			}
 		}
 		want := []string{"gateway unreachable", "gateway reachable again"}
@@ -336,17 +346,18 @@ func TestSetTarget(t *testing.T) {
 			if got := b.net.dialTimes(gwB, b.start); !slices.Equal(got, seconds(5)) {
 				t.Errorf("gwB probed at %v, want at once", got)
 			}
-			// The schedule restarts from the change: next probe at 15 s.
+			// The schedule restarts from the change: next probe at 15 s,
+			// confirmed 500 ms later, then every 10 s.
 			b.net.set(gwB, true)
-			b.at(25 * time.Second)
-			if got := b.net.dialTimes(gwB, b.start); !slices.Equal(got, seconds(5, 15, 25)) {
+			b.at(25500 * time.Millisecond)
+			if got := b.net.dialTimes(gwB, b.start); !slices.Equal(got, seconds(5, 15, 15.5, 25.5)) {
 				t.Errorf("gwB probed at %v", got)
 			}
 			if got := b.net.dialTimes(gwA, b.start); !slices.Equal(got, seconds(0)) {
 				t.Errorf("gwA probed at %v after the change", got)
 			}
 			if st := b.p.Status(); !st.GatewayUp || st.Counters.TargetChanges != 1 {
-				t.Errorf("at 25 s: %+v", st)
+				t.Errorf("at 25.5 s: %+v", st)
 			}
 			want := []string{"gateway reachable", "gateway address changed", "gateway unreachable", "gateway reachable again"}
 			if got := b.logs.messages(); !slices.Equal(got, want) {

@@ -47,8 +47,15 @@ type Options struct {
 	// OpenBrowser opens a login page for a user (the tray's job; in user
 	// mode the desktop's opener).
 	OpenBrowser func(userID, url string) error
-	// Ready, when set, is called with the agent's address once it serves.
-	Ready func(addr string)
+	// LeaveOS changes nothing on the OS (proxy settings, trust store)
+	// while serving every user: for tests, and for machines whose proxy
+	// settings are managed otherwise. UserMode implies it.
+	LeaveOS bool
+	// Dial connects the proxy to origins and proxies. Default net.Dialer;
+	// tests send origins to loopback with it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Ready, when set, is called with the agent once it serves.
+	Ready func(*Agent)
 }
 
 // Agent is a running agent, for Ready callers and tests.
@@ -64,7 +71,11 @@ type Agent struct {
 	device   string
 	// configChanged tells keepOS of a new configuration.
 	configChanged chan struct{}
+	addr          string
 }
+
+// Addr is the proxy's address on 127.0.0.1.
+func (a *Agent) Addr() string { return a.addr }
 
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, cfg *Config, o Options) error {
@@ -78,6 +89,9 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 		o.HTTPClient = &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil}}
 	}
 	log := o.Logger
+	if err := cfg.validate(o.UserMode); err != nil {
+		return fmt.Errorf("agent config: %w", err)
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("agent: state directory: %w", err)
 	}
@@ -122,7 +136,7 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 	}
 	px, err := proxy.New(proxy.Options{
 		Owner: owner.Owner, OnlyUser: only, Tokens: a.sessions, Config: a.proxyConfig, Routing: a.routing,
-		Status: http.HandlerFunc(a.serveStatus), Now: o.Now, Logger: log,
+		Status: http.HandlerFunc(a.serveStatus), Now: o.Now, Logger: log, Dial: o.Dial,
 	})
 	if err != nil {
 		return err
@@ -134,12 +148,13 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 	g.Go(func() error { return a.sessions.Run(gctx) })
 	g.Go(func() error { return a.follow(gctx) })
 	g.Go(func() error { return px.Serve(gctx, lns...) })
-	if !o.UserMode {
+	if !o.UserMode && !o.LeaveOS {
 		g.Go(func() error { return a.keepOS(gctx, port) })
 	}
 	log.Info("agent: serving", "addr", lns[0].Addr().String(), "tenant", cfg.Tenant, "device", dev.ID, "user_mode", o.UserMode)
+	a.addr = lns[0].Addr().String()
 	if o.Ready != nil {
-		o.Ready(lns[0].Addr().String())
+		o.Ready(a)
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {

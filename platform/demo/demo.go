@@ -7,6 +7,7 @@ package demo
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,9 @@ type Options struct {
 	Server server.Options
 	// Ready, if set, receives the running demo once it serves.
 	Ready func(*Demo)
+	// AgentPort is the port of the agent the demo's agent.yaml describes.
+	// Default 3129.
+	AgentPort int
 }
 
 // Demo is a running demo platform.
@@ -71,8 +75,14 @@ type Demo struct {
 	AdminToken  string
 	FeedToken   string
 	SCIMToken   string
-	Server      *server.Server
-	IdP         *demoidp.IdP
+	// EnrollmentSecret and DistributionKey (base64) are what an agent
+	// needs to join the demo tenant; AgentConfig is the agent.yaml the
+	// demo wrote with them.
+	EnrollmentSecret string
+	DistributionKey  string
+	AgentConfig      string
+	Server           *server.Server
+	IdP              *demoidp.IdP
 }
 
 // state is what the demo keeps in Dir between runs.
@@ -81,6 +91,9 @@ type state struct {
 	FeedToken  string           `json:"feed_token"`
 	SCIMToken  string           `json:"scim_token"`
 	IdPKeys    *demoidp.KeyPair `json:"idp_keys"`
+	// EnrollmentSecret is kept in clear here (a demo) so that agents can
+	// be pointed at the demo again after a restart.
+	EnrollmentSecret string `json:"enrollment_secret"`
 }
 
 // Run starts the demo and serves until ctx ends.
@@ -100,10 +113,14 @@ func Run(ctx context.Context, o Options) error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	if o.AgentPort == 0 {
+		o.AgentPort = 3129
+	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	st, err := loadState(filepath.Join(o.Dir, "demo-state.json"), o.Now())
+	statePath := filepath.Join(o.Dir, "demo-state.json")
+	st, err := loadState(statePath, o.Now())
 	if err != nil {
 		return err
 	}
@@ -148,11 +165,74 @@ func Run(ctx context.Context, o Options) error {
 	if err := d.bootstrap(ctx, o.Now()); err != nil {
 		return err
 	}
-	d.print(o.Out, o.Dir)
+	if err := d.agentAccess(ctx, st, statePath, o.Now()); err != nil {
+		return err
+	}
+	if err := d.writeAgentConfig(o.Dir, o.AgentPort); err != nil {
+		return err
+	}
+	d.print(o.Out, o.Dir, o.AgentPort)
 	if o.Ready != nil {
 		o.Ready(d)
 	}
 	return srv.Serve(ctx, ln, gln)
+}
+
+// agentAccess makes sure the demo's enrolment secret is valid and learns
+// the tenant's distribution key.
+func (d *Demo) agentAccess(ctx context.Context, st *state, statePath string, now time.Time) error {
+	s := d.Server
+	known := false
+	if st.EnrollmentSecret != "" {
+		secrets, err := s.Store.EnrollmentSecrets(ctx, TenantID)
+		if err != nil {
+			return err
+		}
+		for _, e := range secrets {
+			known = known || e.Hash == secret.HashToken(st.EnrollmentSecret)
+		}
+	}
+	if !known {
+		tok, err := s.Distrib.CreateEnrollmentSecret(ctx, TenantID, fmt.Sprintf("demo-%d", now.UnixNano()))
+		if err != nil {
+			return fmt.Errorf("demo: enrolment secret: %w", err)
+		}
+		st.EnrollmentSecret = tok
+		if err := saveState(statePath, st); err != nil {
+			return err
+		}
+	}
+	key, err := s.Distrib.EnsureKey(ctx, TenantID)
+	if err != nil {
+		return fmt.Errorf("demo: distribution key: %w", err)
+	}
+	d.EnrollmentSecret, d.DistributionKey = st.EnrollmentSecret, base64.StdEncoding.EncodeToString(key)
+	return nil
+}
+
+// writeAgentConfig writes the configuration of an agent for this demo:
+// agent run --user-mode --config <dir>/agent.yaml.
+func (d *Demo) writeAgentConfig(dir string, port int) error {
+	d.AgentConfig = filepath.Join(dir, "agent.yaml")
+	abs, err := filepath.Abs(filepath.Join(dir, "agent"))
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf("# Written by the platform demo: an agent for the demo tenant.\n"+
+		"platform_url: %q\ntenant: %q\nenrollment_secret: %q\ndistribution_key: %q\nport: %d\nstate_dir: %q\n",
+		d.BaseURL, TenantID, d.EnrollmentSecret, d.DistributionKey, port, abs)
+	if err := os.WriteFile(d.AgentConfig, []byte(body), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+func saveState(path string, st *state) error {
+	data, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
 }
 
 func loadState(path string, now time.Time) (*state, error) {
@@ -172,9 +252,8 @@ func loadState(path string, now time.Time) (*state, error) {
 		return nil, err
 	}
 	st = state{AdminToken: secret.NewToken(), FeedToken: secret.NewToken(), SCIMToken: secret.NewToken(), IdPKeys: kp}
-	data, _ = json.MarshalIndent(st, "", "  ")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+	if err := saveState(path, &st); err != nil {
+		return nil, err
 	}
 	return &st, nil
 }
@@ -251,7 +330,7 @@ func ensureDirectoryUser(ctx context.Context, st store.Store, u User, now time.T
 	return nil
 }
 
-func (d *Demo) print(w io.Writer, dir string) {
+func (d *Demo) print(w io.Writer, dir string, agentPort int) {
 	t := d.BaseURL + "/t/" + TenantID
 	fmt.Fprintf(w, "\nVigie platform demo — serving on %s (data in %s)\n\n", d.BaseURL, dir)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -276,5 +355,17 @@ func (d *Demo) print(w io.Writer, dir string) {
 		fmt.Fprintf(w, "  %-6s password %-14s NameID %-20s group %s\n", u.Login, u.Password, u.Email, u.Group)
 	}
 	fmt.Fprintf(w, "\nTry: curl -s -H 'Authorization: Bearer %s' %s/api/v1/tenants/%s/users\n", d.AdminToken, d.BaseURL, TenantID)
+	agent := fmt.Sprintf("127.0.0.1:%d", agentPort)
+	fmt.Fprintf(w, `
+The agent (go tool task demo starts one; or: agent run --user-mode --config %s):
+  1. Sign in: open http://%s/login and sign in as alice (or bob).
+  2. Browse through it: give your browser the PAC URL http://%s/proxy.pac
+     (or the proxy %s), or: curl -x http://%s http://example.com/
+     The gateway inspects HTTPS with the tenant CA: trust %s/t/%s/ca.pem, or
+     curl --cacert <that file> -x http://%s https://example.com/
+  3. See yourself in the gateway's access log:
+     curl -s -H 'Authorization: Bearer %s' '%s/api/v1/tenants/%s/access?limit=10'
+  State: agent status --config %s (or http://%s/status)
+`, d.AgentConfig, agent, agent, agent, agent, d.BaseURL, TenantID, agent, d.AdminToken, d.BaseURL, TenantID, d.AgentConfig, agent)
 	fmt.Fprintln(w, strings.Repeat("-", 60))
 }

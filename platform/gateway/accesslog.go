@@ -51,8 +51,9 @@ func (a *accessLog) run(ctx context.Context) {
 		if err := a.st.AppendAccess(ctx, buf); err != nil {
 			a.m.logDropped.Add(float64(len(buf)))
 			a.log.Error("gateway: writing the access log; records dropped", "records", len(buf), "err", err)
+		} else {
+			a.m.logWritten.Add(float64(len(buf)))
 		}
-		a.m.logWritten.Add(float64(len(buf)))
 		buf = buf[:0]
 	}
 	for {

@@ -28,6 +28,11 @@ type identity struct {
 	expires time.Time
 }
 
+// tenantHeader is where the agent names the tenant, for the sign-in
+// redirect of users without a token. It never goes further than the
+// gateway.
+const tenantHeader = "X-Vigie-Tenant"
+
 // Why a request is not authenticated; the metric label and the log say it.
 var (
 	errNoToken       = errors.New("no bearer token")
@@ -219,5 +224,5 @@ func authFailureLabel(err error) string {
 // tenantHint is the tenant of a request without a valid token, for the
 // sign-in redirect: the agent names it in X-Vigie-Tenant.
 func tenantHint(h http.Header) string {
-	return strings.TrimSpace(h.Get("X-Vigie-Tenant"))
+	return strings.TrimSpace(h.Get(tenantHeader))
 }

@@ -20,7 +20,7 @@ import (
 func TestChain(t *testing.T) {
 	e := newEnv(t)
 	tr := e.login(t, 0)
-	c := e.client(tr.AccessToken, e.tenant, nil)
+	c := e.client(tr.AccessToken, e.tenant, http.Header{"X-Vigie-Tenant": {"demo"}})
 	for _, u := range []string{"http://origin.example/plain", "https://origin.example/tls"} {
 		req, _ := http.NewRequest("GET", u, nil)
 		req.Header.Set("Connection", "X-Drop-Me")
@@ -41,6 +41,9 @@ func TestChain(t *testing.T) {
 		got := e.o.last()
 		if got.Header.Get("Proxy-Authorization") != "" || strings.Contains(fmt.Sprint(got.Header), tr.AccessToken) {
 			t.Fatalf("%s: the origin saw the bearer token: %v", u, got.Header)
+		}
+		if got.Header.Get("X-Vigie-Tenant") != "" {
+			t.Fatalf("%s: the origin saw the agent's tenant header: %v", u, got.Header)
 		}
 		if !strings.Contains(got.Header.Get("Via"), "vigie") || got.Header.Get("X-Drop-Me") != "" || got.Header.Get("Keep-Alive") != "" {
 			t.Errorf("%s: origin saw headers %v", u, got.Header)

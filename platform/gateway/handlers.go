@@ -225,6 +225,9 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 	}
 	ex.decision = "allow"
 	stripHopByHop(r.Header)
+	// What the agent says to the gateway is for the gateway only.
+	r.Header.Del("Proxy-Authorization")
+	r.Header.Del(tenantHeader)
 	r.Header.Add("Via", "1.1 vigie")
 	if r.Body != nil && r.Body != http.NoBody {
 		ex.bytesIn = &bodyCounter{ReadCloser: r.Body, done: func(int64) {}}
