@@ -31,12 +31,16 @@ const tenantTTL = time.Minute
 type tenantCache struct {
 	mu sync.Mutex
 	m  map[string]*tenantState
+	// gen counts invalidations (forgetTenant): a load that one overtook
+	// may hold what the invalidation replaced, so it serves its own
+	// request but is not cached.
+	gen uint64
 }
 
 func (g *Gateway) tenant(ctx context.Context, id string) (*tenantState, error) {
 	now := g.now()
 	g.tenants.mu.Lock()
-	ts := g.tenants.m[id]
+	ts, gen := g.tenants.m[id], g.tenants.gen
 	g.tenants.mu.Unlock()
 	if ts != nil && now.Sub(ts.loaded) < tenantTTL && !now.Before(ts.loaded) {
 		return ts, nil
@@ -46,7 +50,9 @@ func (g *Gateway) tenant(ctx context.Context, id string) (*tenantState, error) {
 		return nil, err
 	}
 	g.tenants.mu.Lock()
-	g.tenants.m[id] = ts
+	if g.tenants.gen == gen {
+		g.tenants.m[id] = ts
+	}
 	g.tenants.mu.Unlock()
 	return ts, nil
 }
@@ -54,6 +60,7 @@ func (g *Gateway) tenant(ctx context.Context, id string) (*tenantState, error) {
 func (g *Gateway) forgetTenant(id string) {
 	g.tenants.mu.Lock()
 	delete(g.tenants.m, id)
+	g.tenants.gen++
 	g.tenants.mu.Unlock()
 }
 
