@@ -198,28 +198,36 @@ func (a *Agent) inputs(loggedIn bool) health.Inputs {
 	return in
 }
 
-// follow keeps the prober on the configured gateway and records, in the
-// journal, the periods traffic bypasses it.
+// follow keeps the prober on the configured gateway (a new prober when
+// the gateway, the probe interval or the portal URL changes) and records,
+// in the journal, the periods traffic bypasses it.
 func (a *Agent) follow(ctx context.Context) error {
-	var probeChanges <-chan struct{}
+	type probeSpec struct {
+		target, portal string
+		interval       time.Duration
+	}
+	var (
+		probeChanges <-chan struct{}
+		running      probeSpec
+		stopProbe    = func() {}
+	)
+	defer func() { stopProbe() }()
 	last := health.State(0)
 	for {
 		snap := a.syncer.Current()
-		if gw := snap.Config.Gateway; gw != "" {
-			p := a.prober.Load()
-			switch {
-			case p == nil:
-				np, err := health.New(health.Options{Target: gw, Interval: snap.Config.ProbeInterval.D(), PortalURL: snap.Config.PortalCheckURL,
-					Logger: a.o.Logger, Now: a.o.Now})
-				if err != nil {
-					a.o.Logger.Error("agent: gateway probe", "err", err)
-					break
-				}
-				go np.Run(ctx)
+		want := probeSpec{snap.Config.Gateway, snap.Config.PortalCheckURL, snap.Config.ProbeInterval.D()}
+		if want.target != "" && want != running {
+			np, err := health.New(health.Options{Target: want.target, Interval: want.interval, PortalURL: want.portal,
+				Dial: a.o.Dial, Logger: a.o.Logger, Now: a.o.Now})
+			if err != nil {
+				a.o.Logger.Error("agent: gateway probe", "err", err)
+			} else {
+				stopProbe()
+				pctx, cancel := context.WithCancel(ctx)
+				go np.Run(pctx)
+				stopProbe, running = cancel, want
 				a.prober.Store(np)
 				probeChanges = np.Changes()
-			case p.Status().Target != gw:
-				p.SetTarget(gw)
 			}
 		}
 		// The journal records the machine-wide state (as for a logged-in

@@ -358,4 +358,3 @@ func TestLivePAC(t *testing.T) {
 		t.Errorf("counters %+v", st.Counters)
 	}
 }
-

@@ -1,0 +1,93 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vigie/platform/demo"
+	"vigie/platform/server"
+)
+
+// The test binary doubles as two helper programs, chosen by environment:
+//
+//   - clientEnv: one GET of $VIGIE_TEST_URL, through the proxy
+//     $VIGIE_TEST_PROXY when set; prints the status code, a newline and
+//     the body. The multi-user tests run it as other OS users.
+//   - platformEnv: the demo platform in the folder $VIGIE_TEST_PLATFORM,
+//     on $VIGIE_TEST_LISTEN with its gateway on $VIGIE_TEST_GATEWAY, until
+//     SIGTERM: a real gateway process for the continuity tests to stop.
+const (
+	clientEnv   = "VIGIE_TEST_URL"
+	platformEnv = "VIGIE_TEST_PLATFORM"
+)
+
+func TestMain(m *testing.M) {
+	switch {
+	case os.Getenv(clientEnv) != "":
+		os.Exit(runClient())
+	case os.Getenv(platformEnv) != "":
+		os.Exit(runPlatform())
+	}
+	os.Exit(m.Run())
+}
+
+func runClient() int {
+	tr := &http.Transport{Proxy: nil}
+	if p := os.Getenv("VIGIE_TEST_PROXY"); p != "" {
+		u, err := url.Parse(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		tr.Proxy = http.ProxyURL(u)
+	}
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequest("GET", os.Getenv(clientEnv), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	req.Header.Set("Accept", "text/html")
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%d\n%s", resp.StatusCode, body)
+	return 0
+}
+
+func runPlatform() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	// The gateway reaches loopback only: no test traffic leaves the machine.
+	loopbackOnly := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("test platform: %s is not on loopback", addr)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	err := demo.Run(ctx, demo.Options{Dir: os.Getenv(platformEnv), Listen: os.Getenv("VIGIE_TEST_LISTEN"),
+		GatewayListen: os.Getenv("VIGIE_TEST_GATEWAY"), Out: os.Stdout, Server: server.Options{GatewayDial: loopbackOnly},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil && !strings.Contains(err.Error(), "Server closed") {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
