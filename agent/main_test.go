@@ -69,3 +69,29 @@ func TestUsage(t *testing.T) {
 		t.Errorf("unknown command: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestLocalCommandsWithoutAgent: status and logout say the agent is not
+// running; diag still writes its bundle; a bad configuration is named.
+func TestLocalCommandsWithoutAgent(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte("platform_url: http://127.0.0.1:1\ntenant: demo\ndistribution_key: "+
+		"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\nport: 1\nstate_dir: "+dir+"\n"), 0o600)
+	for _, cmd := range []string{"status", "logout"} {
+		code, _, stderr := agent(t, cmd, "--config", cfg)
+		if code != 1 || !strings.Contains(stderr, "is the agent running?") {
+			t.Errorf("%s: %d %q", cmd, code, stderr)
+		}
+	}
+	out := filepath.Join(dir, "bundle.tar.gz")
+	if code, stdout, stderr := agent(t, "diag", "--config", cfg, "-o", out); code != 0 || !strings.Contains(stdout, "redacted") {
+		t.Errorf("diag: %d %q %q", code, stdout, stderr)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("bundle: %v %v", fi, err)
+	}
+	os.WriteFile(cfg, []byte("platform_url: ftp://x\ntenant: demo\nbogus: 1\n"), 0o600)
+	if code, _, stderr := agent(t, "status", "--config", cfg); code != 1 || !strings.Contains(stderr, "bogus") {
+		t.Errorf("bad config: %d %q", code, stderr)
+	}
+}

@@ -227,6 +227,15 @@ func checkTarget(addr string) error {
 	return nil
 }
 
+// Kick asks for a probe now (after a network change): the schedule
+// restarts from it.
+func (p *Prober) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
 // SetTarget changes the address probed, when the configuration changes it.
 // The verdict stays as it is until the first probe of the new address,
 // which runs at once and decides alone; the hysteresis counts start again.

@@ -69,8 +69,9 @@ type Agent struct {
 	px       *proxy.Proxy
 	started  time.Time
 	device   string
-	// configChanged tells keepOS of a new configuration.
-	configChanged chan struct{}
+	// configChanged and netChanged tell keepOS of a new configuration and
+	// of a network change.
+	configChanged, netChanged chan struct{}
 	addr          string
 }
 
@@ -95,7 +96,7 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("agent: state directory: %w", err)
 	}
-	a := &Agent{cfg: cfg, o: o, started: o.Now(), configChanged: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, o: o, started: o.Now(), configChanged: make(chan struct{}, 1), netChanged: make(chan struct{}, 1)}
 
 	// Enrolment, then the signed configuration (from the cache at once, so
 	// the agent starts offline).
@@ -212,6 +213,7 @@ func (a *Agent) follow(ctx context.Context) error {
 		stopProbe    = func() {}
 	)
 	defer func() { stopProbe() }()
+	network := health.NetworkChanges(ctx)
 	last := health.State(0)
 	for {
 		snap := a.syncer.Current()
@@ -247,10 +249,14 @@ func (a *Agent) follow(ctx context.Context) error {
 			return nil
 		case <-a.syncer.Changes():
 			// The syncer has one reader; pass the news on to keepOS.
-			select {
-			case a.configChanged <- struct{}{}:
-			default:
+			notify(a.configChanged)
+		case <-network:
+			// Probe now, and check the OS proxy settings (a network
+			// change is when other software rewrites them).
+			if p := a.prober.Load(); p != nil {
+				p.Kick()
 			}
+			notify(a.netChanged)
 		case <-probeChanges:
 		}
 	}
@@ -280,11 +286,19 @@ func (a *Agent) keepOS(ctx context.Context, port int) error {
 			}
 		}
 	}()
-	err := sp.Keep(ctx, settings, time.Minute, nil)
+	err := sp.Keep(ctx, settings, time.Minute, a.netChanged)
 	restore, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if rerr := sp.Restore(restore); rerr != nil {
 		a.o.Logger.Error("agent: restoring the OS proxy settings", "err", rerr)
 	}
 	return err
+}
+
+// notify sends on a capacity-1 channel without waiting.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
