@@ -72,7 +72,7 @@ type Agent struct {
 	// configChanged and netChanged tell keepOS of a new configuration and
 	// of a network change.
 	configChanged, netChanged chan struct{}
-	addr          string
+	addr                      string
 }
 
 // Addr is the proxy's address on 127.0.0.1.
