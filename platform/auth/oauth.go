@@ -70,7 +70,7 @@ func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, &oauthError{Code: "invalid_request", Desc: "unknown tenant"})
 		return
 	}
-	if ok, wait := s.limit.allow(clientKey(t.ID, r)); !ok {
+	if ok, wait := s.limit.Allow(clientKey(t.ID, r)); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
 		writeJSON(w, http.StatusTooManyRequests, &oauthError{Code: "slow_down", Desc: "too many token requests; retry later"})
 		return
@@ -245,7 +245,7 @@ func (s *Service) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, &oauthError{Code: "invalid_request", Desc: "unknown tenant"})
 		return
 	}
-	if ok, _ := s.limit.allow(clientKey(t.ID, r)); !ok {
+	if ok, _ := s.limit.Allow(clientKey(t.ID, r)); !ok {
 		writeJSON(w, http.StatusTooManyRequests, &oauthError{Code: "slow_down", Desc: "too many requests"})
 		return
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"vigie/platform/ratelimit"
 	"vigie/platform/secret"
 	"vigie/platform/store"
 	"vigie/platform/tenant"
@@ -74,7 +75,7 @@ type Service struct {
 	base   string
 	now    func() time.Time
 	log    *slog.Logger
-	limit  *rateLimiter
+	limit  *ratelimit.Keyed
 	client *http.Client
 
 	mu  sync.Mutex
@@ -104,7 +105,7 @@ func New(o Options) *Service {
 		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	return &Service{st: o.Store, tokens: o.Tokens, seal: o.Sealer, base: o.BaseURL, now: o.Now, log: o.Logger,
-		limit: newRateLimiter(o.TokenRate, o.TokenBurst, o.Now), client: o.HTTPClient, sps: map[string]*tenantSP{}}
+		limit: ratelimit.New(o.TokenRate, o.TokenBurst, o.Now), client: o.HTTPClient, sps: map[string]*tenantSP{}}
 }
 
 // SPConfig is a tenant's SAML service provider material, stored in

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"vigie/platform/distrib/artifact"
+	"vigie/platform/ratelimit"
 	"vigie/platform/secret"
 	"vigie/platform/store"
 )
@@ -70,7 +71,7 @@ type Service struct {
 	gateway string
 	now     func() time.Time
 	log     *slog.Logger
-	limit   *rateLimiter
+	limit   *ratelimit.Keyed
 
 	mu   sync.Mutex
 	keys map[string]ed25519.PrivateKey // by tenant; a key never changes
@@ -94,7 +95,7 @@ func New(o Options) *Service {
 		o.Logger.Warn("distrib: the configuration does not say where agents reach the gateway (gateway.public_addr): agents get no configuration and no default PAC file until it does")
 	}
 	return &Service{st: o.Store, seal: o.Sealer, base: o.BaseURL, gateway: o.GatewayAddr, now: o.Now, log: o.Logger,
-		limit: newRateLimiter(o.EnrollRate, o.EnrollBurst, o.Now), keys: map[string]ed25519.PrivateKey{}}
+		limit: ratelimit.New(o.EnrollRate, o.EnrollBurst, o.Now), keys: map[string]ed25519.PrivateKey{}}
 }
 
 // Register adds the agents' endpoints to mux: enrolment, and the

@@ -132,7 +132,7 @@ func remoteHost(r *http.Request) string {
 }
 
 func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
-	if ok, wait := s.limit.allow(remoteHost(r)); !ok {
+	if ok, wait := s.limit.Allow(remoteHost(r)); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
 		writeError(w, http.StatusTooManyRequests, "too many enrolment requests from this address; retry later")
 		return

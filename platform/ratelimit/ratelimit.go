@@ -1,4 +1,6 @@
-package auth
+// Package ratelimit keeps a token bucket per client key (an address, a
+// tenant and client): the token endpoint and agent enrolment use it.
+package ratelimit
 
 import (
 	"sync"
@@ -7,9 +9,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// rateLimiter keeps a token bucket per client key, dropping buckets that
+// Keyed keeps a token bucket per client key, dropping buckets that
 // have been idle (and so are full) to stay bounded.
-type rateLimiter struct {
+type Keyed struct {
 	rate  rate.Limit
 	burst int
 	now   func() time.Time
@@ -24,12 +26,13 @@ type bucket struct {
 	seen time.Time
 }
 
-func newRateLimiter(perSecond float64, burst int, now func() time.Time) *rateLimiter {
-	return &rateLimiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
+// New returns a limiter of perSecond tokens a second with bursts of burst, per key.
+func New(perSecond float64, burst int, now func() time.Time) *Keyed {
+	return &Keyed{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for key; when there is none it says how long to wait.
-func (l *rateLimiter) allow(key string) (bool, time.Duration) {
+// Allow takes a token for key; when there is none it says how long to wait.
+func (l *Keyed) Allow(key string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
