@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"vigie/agent/internal/atomicfile"
 )
 
 // The store: one file per user under StateDir, named after the user ID,
@@ -131,7 +133,7 @@ func (m *Manager) persist(u *user) {
 	plain, err := json.Marshal(record{User: u.id, Issuer: m.issuer, AccessToken: t.access, RefreshToken: t.refresh,
 		Issued: t.issued, AccessExpires: t.accessExp, SessionExpires: t.sessionExp, LastRefresh: last})
 	if err == nil {
-		err = writeAtomic(path, m.seal(u.id, plain))
+		err = atomicfile.Write(path, m.seal(u.id, plain), 0o600)
 	}
 	if err != nil {
 		m.log.Error("session: could not save the user's tokens; after a restart they will have to sign in again", "user", u.id, "file", path, "err", err)
@@ -224,43 +226,6 @@ func (m *Manager) moveAside(path, userID, reason string) {
 		"user", userID, "file", path, "moved_to", to, "reason", reason)
 }
 
-// writeAtomic replaces path with data: a temporary file in the same
-// folder, fsync, rename, and a best-effort fsync of the folder. The file is
-// 0600.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // not supported everywhere (Windows); the rename is what matters
-		d.Close()
-	}
-	return nil
-}
-
 // loadKey reads the store's key, creating it (and the folders) on first
 // use. A key file others can read is refused.
 func loadKey(path, stateDir string) ([]byte, error) {
@@ -308,7 +273,7 @@ func createKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: protecting the new key: %w", err)
 	}
-	if err := writeAtomic(path, blob); err != nil {
+	if err := atomicfile.Write(path, blob, 0o600); err != nil {
 		return nil, fmt.Errorf("session: creating the key file: %w", err)
 	}
 	return key, nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"vigie/agent/internal/atomicfile"
 	"vigie/platform/distrib/artifact"
 )
 
@@ -43,35 +44,5 @@ func (s *Syncer) loadCached(snap *Snapshot, kind string) error {
 }
 
 func (s *Syncer) writeCache(kind string, body []byte) error {
-	return writeFileAtomic(s.cachePath(kind), body)
-}
-
-// writeFileAtomic replaces path with data, readable by the owner only: a
-// temporary file in the same directory, synced, then renamed over path, so
-// that a crash leaves the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	// After a successful rename there is nothing left to remove.
-	defer os.Remove(tmp)
-	// Exactly 0600, whatever the umask took away.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(s.cachePath(kind), body, 0o600)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"vigie/agent/internal/atomicfile"
 	"vigie/platform/distrib/artifact"
 )
 
@@ -98,7 +99,7 @@ func LoadOrEnroll(ctx context.Context, stateDir, platformURL, tenant, secret str
 	}
 	data, _ := json.MarshalIndent(deviceFile{PlatformURL: platformURL, Tenant: tenant, DeviceID: id,
 		PrivateKey: base64.StdEncoding.EncodeToString(priv.Seed()), EnrolledAt: time.Now().UTC()}, "", "  ")
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return nil, fmt.Errorf("sync: saving the device %s (enrolled, but lost: enrol again): %w", id, err)
 	}
 	return &Device{ID: id, Key: priv}, nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"vigie/agent/internal/atomicfile"
 )
 
 // stateName is the file in Options.StateDir that remembers, per target,
@@ -134,48 +136,8 @@ func (s *stateStore) save(st *stateFile) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("sysproxy: create state directory: %w", err)
 	}
-	if err := writeFileAtomic(s.path(), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(s.path(), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("sysproxy: write state: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes a file that readers see whole or not at all:
-// a temporary file in the same directory, synced, then renamed over name.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), name); err != nil {
-		return err
-	}
-	syncDir(filepath.Dir(name))
-	return nil
-}
-
-// syncDir makes a rename durable where the OS allows it; best effort.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
