@@ -156,7 +156,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Vigie agent: this agent serves another user (user mode)", http.StatusForbidden)
 		return
 	}
-	p.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, cu.user)))
+	p.gp.ServeHTTP(responseWriter{w}, r.WithContext(context.WithValue(r.Context(), userKey{}, cu.user)))
 }
 
 // connUser is the owner of a connection, resolved once when it is accepted:
