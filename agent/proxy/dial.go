@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,9 +17,6 @@ import (
 
 	"vigie/pac"
 )
-
-// errProxyAuth is the gateway refusing the user's token (or its absence).
-var errProxyAuth = errors.New("proxy: the gateway requires sign-in (407)")
 
 // dialRoute opens a connection to target (host:port) over one route. For
 // HTTP(S) proxies it does the CONNECT, with header (the token and tenant,
@@ -96,27 +92,34 @@ func connectThrough(ctx context.Context, c net.Conn, target string, header http.
 	if err != nil {
 		return nil, err
 	}
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusProxyAuthRequired:
-		return nil, errProxyAuth
-	case resp.StatusCode/100 != 2:
-		return nil, &statusError{resp.StatusCode, resp.Status}
+	if resp.StatusCode/100 != 2 {
+		// The explanation (a block's reason and reference) is kept for
+		// the client; what is left of it is not read.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, refusalBodyMax))
+		resp.Body.Close()
+		return nil, &refusal{code: resp.StatusCode, status: resp.Status, body: body}
 	}
+	resp.Body.Close()
 	if br.Buffered() > 0 {
 		return &bufferedConn{Conn: c, r: br}, nil
 	}
 	return c, nil
 }
 
-// statusError is a proxy's refusal of a CONNECT; the status goes back to
-// the client (a 403 block stays a 403).
-type statusError struct {
+// refusal is a proxy's answer other than 2xx to a CONNECT: the proxy is up
+// and its answer stands. It goes back to the client (a gateway's 403 block
+// stays a 403 with its reason and reference), except a 407: see
+// connectFailed.
+type refusal struct {
 	code   int
 	status string
+	body   []byte // the start of the proxy's explanation
 }
 
-func (e *statusError) Error() string { return "proxy: upstream answered " + e.status }
+// refusalBodyMax bounds what is kept of a refusal's explanation.
+const refusalBodyMax = 4 << 10
+
+func (e *refusal) Error() string { return "proxy: upstream answered " + e.status }
 
 type bufferedConn struct {
 	net.Conn

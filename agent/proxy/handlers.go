@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,11 +45,12 @@ func (p *Proxy) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Con
 }
 
 // dialConnect opens the tunnel of a CONNECT over the first route that
-// works, trying the next on failure.
+// works, trying the next on failure. Its errors are dialErrors, which
+// connectFailed answers.
 func (p *Proxy) dialConnect(r *http.Request, network, addr string) (net.Conn, error) {
 	plan, _ := r.Context().Value(planKey{}).(*connectPlan)
 	if plan == nil {
-		return nil, errors.New("proxy: CONNECT without a route")
+		return nil, &dialError{addr, errors.New("proxy: CONNECT without a route")}
 	}
 	ctx := context.WithoutCancel(r.Context())
 	var errs []error
@@ -59,21 +61,62 @@ func (p *Proxy) dialConnect(r *http.Request, network, addr string) (net.Conn, er
 			p.count(route, true)
 			return c, nil
 		}
-		var se *statusError
-		if errors.Is(err, errProxyAuth) || errors.As(err, &se) {
+		var rf *refusal
+		if errors.As(err, &rf) {
 			// The proxy answered: it is up, and its answer stands (a block
 			// is not a reason to try DIRECT).
-			if errors.Is(err, errProxyAuth) {
+			if rf.code == http.StatusProxyAuthRequired {
 				p.startLogin(plan.user, "")
 			}
 			p.counters.Failed.Add(1)
-			return nil, err
+			return nil, &dialError{addr, err}
 		}
 		p.markBad(route)
 		errs = append(errs, fmt.Errorf("%v: %w", route, err))
 	}
 	p.counters.Failed.Add(1)
-	return nil, errors.Join(errs...)
+	return nil, &dialError{addr, errors.Join(errs...)}
+}
+
+// signInNeeded answers a request the gateway refused for want of a valid
+// token.
+const signInNeeded = "Vigie: sign-in required. Your Vigie agent has started the sign-in; if no sign-in page opened, open the agent's /login page.\n"
+
+// dialError is a CONNECT that no route could open.
+type dialError struct {
+	target string
+	err    error
+}
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// connectFailed answers a CONNECT that dialConnect could not open (it is
+// goproxy's ConnectionErrHandler, which goproxy also calls for errors
+// inside an open tunnel: those get nothing written, the tunnel's bytes are
+// not HTTP). An upstream proxy's refusal is passed on with its
+// explanation, a gateway's 407 as a 403 (the client has nothing to
+// authenticate to the agent with; the agent has started the user's
+// sign-in), anything else is a 502 saying what failed.
+func (p *Proxy) connectFailed(w io.Writer, _ *goproxy.ProxyCtx, err error) {
+	var de *dialError
+	if !errors.As(err, &de) {
+		return
+	}
+	code, body := http.StatusBadGateway, "Vigie could not reach "+de.target+": "+de.err.Error()+"\n"
+	var rf *refusal
+	if errors.As(err, &rf) {
+		code, body = rf.code, string(rf.body)
+		if code == http.StatusProxyAuthRequired {
+			code, body = http.StatusForbidden, signInNeeded
+		}
+	}
+	if rw, ok := w.(http.ResponseWriter); ok {
+		http.Error(rw, strings.TrimSuffix(body, "\n"), code)
+		return
+	}
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+		code, http.StatusText(code), len(body), body)
 }
 
 // upstreamHeader is what a CONNECT or request to a proxy carries: for the
@@ -136,6 +179,13 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 		if err == nil {
 			p.markGood(route)
 			p.count(route, false)
+			if resp.StatusCode == http.StatusProxyAuthRequired && isGateway(route, p.o.Config()) {
+				// As for CONNECT: the user signs in to the gateway through
+				// the agent, not to the agent.
+				resp.Body.Close()
+				p.startLogin(u, "")
+				return goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusForbidden, signInNeeded), nil
+			}
 			return resp, nil
 		}
 		p.markBad(route)

@@ -122,6 +122,7 @@ func New(o Options) (*Proxy, error) {
 	gp.KeepAcceptEncoding = true
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = p.dialConnect
+	gp.ConnectionErrHandler = p.connectFailed
 	gp.OnRequest().HandleConnectFunc(p.handleConnect)
 	gp.OnRequest().DoFunc(p.handleRequest)
 	gp.NonproxyHandler = p.local
@@ -147,6 +148,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Vigie agent: serve with Proxy.ConnContext", http.StatusInternalServerError)
 		return
 	}
+	cu.resolve(p.o.Owner)
 	if cu.err != nil {
 		p.o.Logger.Warn("proxy: cannot attribute a connection; refused", "remote", r.RemoteAddr, "err", cu.err)
 		http.Error(w, "Vigie agent: cannot tell which user this connection belongs to", http.StatusForbidden)
@@ -159,26 +161,40 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.gp.ServeHTTP(responseWriter{w}, r.WithContext(context.WithValue(r.Context(), userKey{}, cu.user)))
 }
 
-// connUser is the owner of a connection, resolved once when it is accepted:
-// every request on it is that user's. (Resolving by address later would be
-// open to another user rebinding the port after the connection closed.)
+// connUser is the owner of a connection, resolved once, on its first
+// request: every request on it is that user's. (Resolving by address for
+// each request would be open to another user rebinding the port after the
+// connection closed; while the agent holds the connection open, its
+// addresses are its own.) The lookup is not done when the connection is
+// accepted because http.Server calls ConnContext in its accept loop, which
+// would make every new connection wait for the lookups of those before it.
 type connUser struct {
-	user identity.User
-	err  error
+	once           sync.Once
+	client, server netip.AddrPort
+	user           identity.User
+	err            error
+}
+
+func (cu *connUser) resolve(owner func(client, server netip.AddrPort) (identity.User, error)) {
+	cu.once.Do(func() {
+		if cu.err == nil {
+			cu.user, cu.err = owner(cu.client, cu.server)
+		}
+	})
 }
 
 type connUserKey struct{}
 
-// ConnContext resolves the connection's owner (for http.Server.ConnContext).
+// ConnContext records the connection's addresses (for
+// http.Server.ConnContext); its owner is looked up on its first request.
 func (p *Proxy) ConnContext(ctx context.Context, c net.Conn) context.Context {
 	cu := &connUser{}
 	client, err1 := netip.ParseAddrPort(c.RemoteAddr().String())
 	server, err2 := netip.ParseAddrPort(c.LocalAddr().String())
 	if err := errors.Join(err1, err2); err != nil {
 		cu.err = fmt.Errorf("proxy: connection addresses: %w", err)
-	} else {
-		cu.user, cu.err = p.o.Owner(unmap(client), unmap(server))
 	}
+	cu.client, cu.server = unmap(client), unmap(server)
 	return context.WithValue(ctx, connUserKey{}, cu)
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -478,5 +479,86 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 	if !implicitDirect("localhost") || !implicitDirect("a.localhost") || !implicitDirect("127.0.0.5") || !implicitDirect("169.254.1.1") ||
 		!implicitDirect("::1") || implicitDirect("example.com") || implicitDirect("10.0.0.1") {
 		t.Error("implicitDirect")
+	}
+}
+
+// connectRaw sends a CONNECT to the agent and returns its answer.
+func (h *harness) connectRaw(target string) (*http.Response, string) {
+	h.t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	req := &http.Request{Method: http.MethodConnect}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		h.t.Fatalf("CONNECT %s: %v", target, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestGatewayRefusalsReachTheClient: a gateway's block keeps its status and
+// its reason (with the reference that matches the access log); a 407 (no
+// valid token) becomes a 403 that says to sign in, and starts the sign-in;
+// a gateway that cannot be reached is a 502 that says so. Plain requests
+// refused with a 407 get the same 403.
+func TestGatewayRefusalsReachTheClient(t *testing.T) {
+	h := newHarness(t, "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Host, "blocked.example") {
+			http.Error(w, "Vigie blocked blocked.example: gambling (reference 0a1b2c3d4e5f)", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Proxy-Authenticate", `Bearer realm="vigie"`)
+		http.Error(w, "token expired", http.StatusProxyAuthRequired)
+	})}
+	go refusing.Serve(ln)
+	t.Cleanup(func() { refusing.Close() })
+	h.gateway = ln.Addr().String()
+	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + h.gateway + `; DIRECT"; }`)
+
+	resp, body := h.connectRaw("blocked.example:443")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "gambling (reference 0a1b2c3d4e5f)") {
+		t.Errorf("block: %d %q", resp.StatusCode, body)
+	}
+	if h.originH.count() != 0 {
+		t.Error("a block was answered by trying DIRECT")
+	}
+
+	h.tok.mu.Lock()
+	before := len(h.tok.logins)
+	h.tok.mu.Unlock()
+	resp, body = h.connectRaw("origin.example:443")
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Proxy-Authenticate") != "" || !strings.Contains(body, "sign-in required") {
+		t.Errorf("407 from the gateway: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	h.tok.mu.Lock()
+	after := len(h.tok.logins)
+	h.tok.mu.Unlock()
+	if after <= before {
+		t.Error("a 407 from the gateway started no sign-in")
+	}
+	if code, body, err := h.get("http://origin.example/api"); err != nil || code != http.StatusForbidden || !strings.Contains(body, "sign-in required") {
+		t.Errorf("plain request refused with 407: %d %q %v", code, body, err)
+	}
+
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + deadAddr + `"; }`)
+	resp, body = h.connectRaw("origin.example:443")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "could not reach origin.example:443") {
+		t.Errorf("unreachable gateway: %d %q", resp.StatusCode, body)
 	}
 }

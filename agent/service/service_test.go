@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -308,6 +309,26 @@ func TestThroughThePlatform(t *testing.T) {
 	if bad := o.leaked(); len(bad) > 0 {
 		t.Errorf("an origin saw %q", bad)
 	}
+	// A block the gateway decides at CONNECT (banking is not inspected)
+	// reaches the client as the gateway's 403, with the reason and the
+	// reference of the access log record.
+	putPolicy(t, p, `{"version":0,"policy":{"rules":[{"id":"nobank","categories":["banking"],"action":"block"}]}}`)
+	var refusal string
+	eventually(t, 10*time.Second, "the agent passes the gateway's block on", func() bool {
+		refusal = rawConnect(t, a.Addr(), "bank.example:443")
+		return strings.HasPrefix(refusal, "HTTP/1.1 403") && strings.Contains(refusal, "reference ")
+	})
+	ref := refusal[strings.Index(refusal, "reference ")+len("reference "):]
+	ref = ref[:strings.IndexAny(ref, ")\n")]
+	eventually(t, 10*time.Second, "the block is in the access log with its reference", func() bool {
+		for _, r := range accessLog(t, p, "bank.example") {
+			if r.Ref == ref && r.Decision == "block" && strings.Contains(r.User, "alice") {
+				return true
+			}
+		}
+		return false
+	})
+
 	st := a.Report(fmt.Sprint(os.Getuid()), "")
 	if st.Counters.Gateway < 3 || st.Sync["pac"].Version == 0 || st.Probe == nil || !st.Probe.Up {
 		t.Errorf("status: %+v", st)
@@ -357,4 +378,44 @@ func TestLivePAC(t *testing.T) {
 	if st := a.Report("", ""); st.Counters.Direct != 1 {
 		t.Errorf("counters %+v", st.Counters)
 	}
+}
+
+// putPolicy replaces the tenant's gateway policy through the admin API.
+func putPolicy(t *testing.T, p *platformtest.Platform, doc string) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", p.BaseURL+"/api/v1/tenants/"+p.Tenant+"/policy", strings.NewReader(doc))
+	req.Header.Set("Authorization", "Bearer "+p.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT policy: %d %s", resp.StatusCode, body)
+	}
+}
+
+// rawConnect sends a CONNECT to the agent at addr and returns the whole
+// answer to a refusal (status line, header and body), or its status line.
+func rawConnect(t *testing.T, addr, target string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		return "HTTP/1.1 " + resp.Status
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return "HTTP/1.1 " + resp.Status + "\n" + string(b)
 }
