@@ -26,8 +26,14 @@
 //	defer resolver.Forget(client, server) // runs before Close
 //
 // How each OS does it (owner_<os>.go):
-//   - Linux: the uid column of the client socket's row in /proc/net/tcp or
-//     /proc/net/tcp6, which is the user that created the socket.
+//   - Linux: the uid of the client socket, which is the user that created it,
+//     from an exact sock_diag (NETLINK_SOCK_DIAG) lookup of its 4-tuple:
+//     microseconds, whatever the number of sockets. Where the kernel does not
+//     answer sock_diag (built without inet_diag, or the netlink socket is
+//     refused), the uid column of its row in /proc/net/tcp or tcp6, which
+//     costs milliseconds once a few thousand sockets are open, as the kernel
+//     prints them all for every read. The choice is made once, by looking up
+//     a connection of its own.
 //   - Windows: GetExtendedTcpTable gives the PID that owns the client socket;
 //     that process's token gives the user's SID.
 //   - macOS: lsof(8), the simplest correct way without cgo; it costs a process
@@ -180,8 +186,9 @@ func NewResolver(opts Options) *Resolver {
 // connection. IPv4-mapped IPv6 addresses, as a dual-stack listener reports them, are fine.
 //
 // The error wraps ErrNotFound when there is no such socket (closed, or not
-// from this machine). The table is read a second time before giving up, as a
-// socket being set up or moved can be missed by one read.
+// from this machine). The OS is asked a second time before giving up, as a
+// socket being set up or moved between the kernel's tables can be missed by
+// one lookup.
 func (r *Resolver) Owner(client, server netip.AddrPort) (User, error) {
 	key, err := makeKey(client, server)
 	if err != nil {

@@ -13,8 +13,18 @@ import (
 	"sync"
 )
 
+// Linux has two ways to the owner of a socket, both giving the uid that
+// created it:
+//
+//   - sock_diag (sockdiag_linux.go), the primary one: a netlink request for
+//     the exact 4-tuple, which the kernel answers from its socket hash table.
+//     It costs microseconds whatever the number of sockets.
+//   - /proc/net/tcp and tcp6 (this file), the fallback for kernels built
+//     without inet_diag or tcp_diag, or where the netlink socket cannot be
+//     opened: the kernel prints every TCP socket of the machine as text for
+//     each lookup, which takes milliseconds once there are a few thousand.
 func init() {
-	ownerID = procOwner
+	ownerID = linuxOwner
 }
 
 // The kernel's socket tables, in the network namespace of this process (the
@@ -25,7 +35,8 @@ const (
 )
 
 // procOwner finds the socket whose local address is client and remote address
-// is server, and returns its uid column.
+// is server, and returns its uid column. It is the fallback of diagOwner
+// (see linuxOwner), and gives the same answers.
 //
 // That uid is the user that created the socket (the process's fsuid at
 // socket(2)), which is the user whose browser made the connection. A socket
@@ -130,7 +141,8 @@ func scanProc(r io.Reader, buf []byte, client, server netip.AddrPort) (procRow, 
 	}
 }
 
-// procRow is what matters of one row of /proc/net/tcp or tcp6.
+// procRow is what matters of one socket, from a row of /proc/net/tcp or tcp6
+// or from an inet_diag_msg.
 type procRow struct {
 	local, remote netip.AddrPort // unmapped
 	state         uint8
@@ -151,7 +163,10 @@ const (
 )
 
 // ownedBy reports whether the row is the client side of the connection
-// client -> server and its uid is meaningful.
+// client -> server and its uid is meaningful. The same rule holds for
+// sock_diag answers, which give the same state, uid and inode: an exact
+// lookup can also return a time-wait or request socket, or a listener on the
+// client's port once the client has gone.
 //
 // States: the client socket of a connection that the agent has accepted is
 // ESTABLISHED, or on its way to closing while the browser still holds it

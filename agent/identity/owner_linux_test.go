@@ -243,9 +243,10 @@ func TestOwnerNotLocal(t *testing.T) {
 }
 
 // BenchmarkOwner measures Owner on a real loopback connection: cold (a cache
-// miss, which reads /proc/net/tcp) and warm (a hit). The warm run reports
-// cold/warm, and both report how many rows the kernel's tables had, which
-// is what the cold cost grows with.
+// miss, which asks the kernel: sock_diag, or /proc/net/tcp where sock_diag is
+// not available) and warm (a hit). The warm run reports cold/warm, and both
+// report how many rows the kernel's tables had, which is what the cold cost
+// grows with when it reads /proc (BenchmarkLookup compares the two ways).
 func BenchmarkOwner(b *testing.B) {
 	ln := listen(b, "127.0.0.1:0")
 	_, accepted := connect(b, ln, ln.Addr().String())

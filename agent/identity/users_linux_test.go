@@ -63,6 +63,17 @@ func TestOwnerOtherUsers(t *testing.T) {
 				}
 				seen[got.ID] = true
 
+				// Both Linux ways agree (Owner took one of them).
+				ways := map[string]func(client, server netip.AddrPort) (string, error){"/proc": procOwner}
+				if useDiag() {
+					ways["sock_diag"] = diagOwner
+				}
+				for name, way := range ways {
+					if id, err := way(plain(client), plain(server)); err != nil || id != w.ID {
+						t.Errorf("%s: owner of %v = %q, %v; want %q", name, client, id, err, w.ID)
+					}
+				}
+
 				// The macOS way (lsof) agrees, when this machine has lsof.
 				if lsof != "" {
 					id, err := lsofOwner(lsof)(plain(client), plain(server))
