@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -45,11 +46,22 @@ func (p *Proxy) dialRoute(ctx context.Context, r pac.Route, target string, heade
 		}
 		return conn, nil
 	case pac.SOCKS5:
-		d, err := xproxy.SOCKS5("tcp", r.Addr(), nil, dialerFunc(p.o.Dial))
+		// The SOCKS dialer wraps the socket in a type of its own (which
+		// only adds the bound address): the socket itself, once the
+		// handshake is done, is what the relay can wait on and half-close.
+		var sock net.Conn
+		d, err := xproxy.SOCKS5("tcp", r.Addr(), nil, dialerFunc(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := p.o.Dial(ctx, network, addr)
+			sock = c
+			return c, err
+		}))
 		if err != nil {
 			return nil, err
 		}
-		return d.(xproxy.ContextDialer).DialContext(ctx, "tcp", target)
+		if _, err := d.(xproxy.ContextDialer).DialContext(ctx, "tcp", target); err != nil {
+			return nil, err
+		}
+		return sock, nil
 	case pac.SOCKS4:
 		c, err := p.o.Dial(ctx, "tcp", r.Addr())
 		if err != nil {
@@ -100,8 +112,11 @@ func connectThrough(ctx context.Context, c net.Conn, target string, header http.
 		return nil, &refusal{code: resp.StatusCode, status: resp.Status, body: body}
 	}
 	resp.Body.Close()
-	if br.Buffered() > 0 {
-		return &bufferedConn{Conn: c, r: br}, nil
+	if n := br.Buffered(); n > 0 {
+		// What the proxy sent after its 200 is the tunnel's first bytes.
+		// A copy of them, not the reader's 4 KiB, stays with the tunnel.
+		ahead, _ := br.Peek(n)
+		return &bufferedConn{Conn: c, buf: bytes.Clone(ahead)}, nil
 	}
 	return c, nil
 }
@@ -120,13 +135,6 @@ type refusal struct {
 const refusalBodyMax = 4 << 10
 
 func (e *refusal) Error() string { return "proxy: upstream answered " + e.status }
-
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // socks4Connect does a SOCKS4a CONNECT (the host name is resolved by the
 // SOCKS server, so the client leaks no DNS).

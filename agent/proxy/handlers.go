@@ -41,7 +41,42 @@ func (p *Proxy) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.Con
 		return goproxy.RejectConnect, host
 	}
 	pctx.Req = r.WithContext(context.WithValue(r.Context(), planKey{}, &connectPlan{user: u, routes: routes}))
-	return goproxy.OkConnect, host
+	return p.tunnelAction, host
+}
+
+// connectEstablished opens a tunnel for the client.
+const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
+
+// tunnel opens and relays the tunnel of a CONNECT that handleConnect let
+// through (goproxy's ConnectHijack: the client's connection is the
+// agent's from here). The answer to the CONNECT, a 200 or connectFailed's
+// refusal, is the first thing written to the client. goproxy's own tunnel
+// (ConnectAccept) is not used for its relay: see relay.
+//
+// The agent serves HTTP/1.1 only, so the connection is a hijacked socket
+// (goproxy would give an HTTP/2 stream otherwise).
+func (p *Proxy) tunnel(_ *http.Request, client net.Conn, pctx *goproxy.ProxyCtx) {
+	target, err := p.dialConnect(pctx.Req, "tcp", withPort(pctx.Req.URL.Host))
+	if err != nil {
+		p.connectFailed(client, pctx, err)
+		client.Close()
+		return
+	}
+	if _, err := io.WriteString(client, connectEstablished); err != nil {
+		client.Close()
+		target.Close()
+		return
+	}
+	relay(client, target)
+}
+
+// withPort adds port 80 to a CONNECT target without a port, as goproxy
+// does.
+func withPort(hostport string) string {
+	if _, port, err := net.SplitHostPort(hostport); err == nil && port != "" {
+		return hostport
+	}
+	return net.JoinHostPort(strings.Trim(hostport, "[]"), "80")
 }
 
 // dialConnect opens the tunnel of a CONNECT over the first route that
@@ -91,10 +126,10 @@ type dialError struct {
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// connectFailed answers a CONNECT that dialConnect could not open (it is
-// goproxy's ConnectionErrHandler, which goproxy also calls for errors
-// inside an open tunnel: those get nothing written, the tunnel's bytes are
-// not HTTP). An upstream proxy's refusal is passed on with its
+// connectFailed answers a CONNECT that dialConnect could not open. (It is
+// also goproxy's ConnectionErrHandler, which goproxy would call for errors
+// inside tunnels it relays: those get nothing written, the tunnel's bytes
+// are not HTTP.) An upstream proxy's refusal is passed on with its
 // explanation, a gateway's 407 as a 403 (the client has nothing to
 // authenticate to the agent with; the agent has started the user's
 // sign-in), anything else is a 502 saying what failed.

@@ -94,8 +94,9 @@ type Proxy struct {
 	badMu sync.Mutex
 	bad   map[string]time.Time // proxy address → skipped until
 
-	transports sync.Map // upstream proxy address ("" for DIRECT) → *http.Transport
-	counters   Counters
+	transports   sync.Map // upstream proxy address ("" for DIRECT) → *http.Transport
+	counters     Counters
+	tunnelAction *goproxy.ConnectAction // handleConnect's answer to the CONNECTs it lets through
 }
 
 // New builds the proxy.
@@ -120,6 +121,10 @@ func New(o Options) (*Proxy, error) {
 	gp := goproxy.NewProxyHttpServer()
 	gp.Logger = slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)
 	gp.KeepAcceptEncoding = true
+	// CONNECTs are dialled and relayed by p.tunnel (ConnectHijack); should
+	// one ever reach goproxy's own tunnel, it is dialled the same way, and
+	// never through $HTTPS_PROXY (goproxy's default ConnectDial).
+	p.tunnelAction = &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.tunnel}
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = p.dialConnect
 	gp.ConnectionErrHandler = p.connectFailed
@@ -158,7 +163,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Vigie agent: this agent serves another user (user mode)", http.StatusForbidden)
 		return
 	}
-	p.gp.ServeHTTP(responseWriter{w}, r.WithContext(context.WithValue(r.Context(), userKey{}, cu.user)))
+	r = r.WithContext(context.WithValue(r.Context(), userKey{}, cu.user))
+	if r.Method == http.MethodConnect {
+		p.gp.ServeHTTP(connectWriter{responseWriter{w}}, r)
+		return
+	}
+	p.gp.ServeHTTP(responseWriter{w}, r)
 }
 
 // connUser is the owner of a connection, resolved once, on its first

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -42,3 +43,24 @@ func (w responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w responseWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
 
 func (w responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// connectWriter is the ResponseWriter of a CONNECT. goproxy hijacks the
+// connection and drops the bufio.ReadWriter net/http returns with it,
+// whose reader may hold the tunnel's first bytes: a client may send them
+// (a TLS ClientHello) right after its CONNECT without waiting for the 200.
+// Hijack keeps them with the connection, as a bufferedConn. (The
+// WebSocket upgrades of plain requests relay that reader themselves: they
+// get responseWriter's Hijack.)
+type connectWriter struct{ responseWriter }
+
+func (w connectWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := w.responseWriter.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		ahead, _ := brw.Reader.Peek(n)
+		c = &bufferedConn{Conn: c, buf: bytes.Clone(ahead)}
+	}
+	return c, brw, nil
+}

@@ -33,8 +33,9 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 1x -count 1 ./agent/service/
 //
-// (with -v to see why a benchmark was skipped: the 10,000 tunnels need
-// open files that a container may not allow). More ops per run
+// (with -v to see the agent's logs; where the open-file limit is below
+// 20,150, tunnels-max holds fewer than 10,000 tunnels: its tunnels metric
+// says how many). More ops per run
 // (-benchtime 5x) and runs (-count 5, compared with benchstat) steady
 // the figures on a shared machine.
 //

@@ -1,7 +1,9 @@
 package service
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +21,7 @@ import (
 	"vigie/platform/server"
 )
 
-// The test binary doubles as two helper programs, chosen by environment:
+// The test binary doubles as three helper programs, chosen by environment:
 //
 //   - clientEnv: one GET of $VIGIE_TEST_URL, through the proxy
 //     $VIGIE_TEST_PROXY when set; prints the status code, a newline and
@@ -27,9 +29,12 @@ import (
 //   - platformEnv: the demo platform in the folder $VIGIE_TEST_PLATFORM,
 //     on $VIGIE_TEST_LISTEN with its gateway on $VIGIE_TEST_GATEWAY, until
 //     SIGTERM: a real gateway process for the continuity tests to stop.
+//   - sinkEnv: the far ends of the benchmarks' held tunnels (runSink),
+//     until its standard input ends.
 const (
 	clientEnv   = "VIGIE_TEST_URL"
 	platformEnv = "VIGIE_TEST_PLATFORM"
+	sinkEnv     = "VIGIE_TEST_SINK"
 )
 
 func TestMain(m *testing.M) {
@@ -38,8 +43,67 @@ func TestMain(m *testing.M) {
 		os.Exit(runClient())
 	case os.Getenv(platformEnv) != "":
 		os.Exit(runPlatform())
+	case os.Getenv(sinkEnv) != "":
+		os.Exit(runSink())
 	}
 	os.Exit(m.Run())
+}
+
+// runSink listens on loopback with an echo server and an HTTP proxy that
+// answers every CONNECT with 200 and then echoes the tunnel (it is its
+// own origin: one socket per tunnel here), prints the two addresses on a
+// line, and serves until its standard input ends.
+func runSink() int {
+	echo, err1 := net.Listen("tcp", "127.0.0.1:0")
+	prx, err2 := net.Listen("tcp", "127.0.0.1:0")
+	if err := errors.Join(err1, err2); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	serve := func(ln net.Listener, conn func(c net.Conn)) {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				fmt.Fprintln(os.Stderr, "sink:", err)
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			go func() {
+				defer c.Close()
+				conn(c)
+			}()
+		}
+	}
+	echoBack := func(c net.Conn, r io.Reader) {
+		var buf [16]byte
+		for {
+			n, err := r.Read(buf[:])
+			if n > 0 {
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go serve(echo, func(c net.Conn) { echoBack(c, c) })
+	go serve(prx, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 512)
+		req, err := http.ReadRequest(br)
+		if err != nil || req.Method != http.MethodConnect {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+		echoBack(c, br)
+	})
+	fmt.Println(echo.Addr(), prx.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	return 0
 }
 
 func runClient() int {
