@@ -223,7 +223,7 @@ func startAgentProcess(tb testing.TB, bin string, p *platformtest.Platform, pacV
 	tb.Helper()
 	dir := tb.TempDir()
 	cfg := Config{PlatformURL: p.BaseURL, Tenant: p.Tenant, EnrollmentSecret: p.EnrollmentSecret,
-		DistributionKey: p.DistributionKey, Port: benchFreePort(tb), StateDir: filepath.Join(dir, "state")}
+		DistributionKey: p.DistributionKey, Port: freePort(tb), StateDir: filepath.Join(dir, "state")}
 	raw, err := yaml.Marshal(&cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"vigie/agent/proxy"
 	"vigie/platform/platformtest"
 )
 
@@ -67,20 +66,6 @@ func startBenchPlatform(tb testing.TB) (*platformtest.Platform, int64) {
 	return p, art.Version
 }
 
-// benchFreePort is freePort for benchmarks.
-func benchFreePort(tb testing.TB) int {
-	tb.Helper()
-	lns, err := proxy.Listen(0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := lns[0].Addr().(*net.TCPAddr).Port
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return port
-}
-
 // loopbackDial is the agent's dialer in the benchmarks: host names go to
 // target (a listener of the benchmark), loopback addresses where they say,
 // anything else nowhere.
@@ -107,7 +92,7 @@ func loopbackDial(target string) func(ctx context.Context, network, addr string)
 func startBenchAgent(tb testing.TB, p *platformtest.Platform, pacVersion int64, target string) *Agent {
 	tb.Helper()
 	cfg := &Config{PlatformURL: p.BaseURL, Tenant: p.Tenant, EnrollmentSecret: p.EnrollmentSecret,
-		DistributionKey: p.DistributionKey, Port: benchFreePort(tb), StateDir: tb.TempDir()}
+		DistributionKey: p.DistributionKey, Port: freePort(tb), StateDir: tb.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *Agent, 1)
 	done := make(chan error, 1)
@@ -199,26 +184,10 @@ func BenchmarkAgentHTTP(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		for range benchLatencyPairs {
-			d, err := direct.get()
-			if err != nil {
-				b.Fatal(err)
-			}
-			directLat = append(directLat, d)
-			if d, err = agent.get(); err != nil {
-				b.Fatal(err)
-			}
-			agentLat = append(agentLat, d)
+			directLat, agentLat = getPair(b, direct, agent, directLat, agentLat)
 		}
 		for range benchNewConnPairs {
-			d, err := directNew.get()
-			if err != nil {
-				b.Fatal(err)
-			}
-			directNewLat = append(directNewLat, d)
-			if d, err = agentNew.get(); err != nil {
-				b.Fatal(err)
-			}
-			agentNewLat = append(agentNewLat, d)
+			directNewLat, agentNewLat = getPair(b, directNew, agentNew, directNewLat, agentNewLat)
 		}
 		for range 2 {
 			d, err := direct.load(benchHTTPRequests, benchHTTPWorkers)
@@ -303,6 +272,20 @@ func (h benchHTTP) load(n, workers int) (time.Duration, error) {
 	d := time.Since(start)
 	close(errs)
 	return d, <-errs
+}
+
+// getPair times one request of x then one of y, and appends the times to
+// xs and ys.
+func getPair(b *testing.B, x, y benchHTTP, xs, ys []time.Duration) ([]time.Duration, []time.Duration) {
+	dx, err := x.get()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dy, err := y.get()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return append(xs, dx), append(ys, dy)
 }
 
 // benchQuantile is the nearest-rank q-quantile of ds (sorted in place).

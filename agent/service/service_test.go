@@ -87,10 +87,11 @@ func startPlatform(t *testing.T, o *origin) *platformtest.Platform {
 }
 
 // freePort returns a port free on both 127.0.0.1 and ::1 just now.
-func freePort(t *testing.T) int {
+func freePort(tb testing.TB) int {
+	tb.Helper()
 	lns, err := proxy.Listen(0)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	port := lns[0].Addr().(*net.TCPAddr).Port
 	for _, ln := range lns {
