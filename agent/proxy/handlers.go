@@ -210,7 +210,7 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 		for k, v := range p.upstreamHeader(route, u) {
 			req.Header[k] = v
 		}
-		resp, err := p.transport(route).RoundTrip(req)
+		resp, err := p.transport(route, u.ID).RoundTrip(req)
 		if err == nil {
 			p.markGood(route)
 			p.count(route, false)
@@ -234,9 +234,16 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 		"Vigie could not reach "+r.URL.Host+": "+errors.Join(errs...).Error()+"\n"), nil
 }
 
-// transport returns the pooled transport of a route.
-func (p *Proxy) transport(route pac.Route) *http.Transport {
+// transport returns the pooled transport of a route; for the tenant's
+// gateway, the user's own. A connection to the gateway thus carries one
+// user's requests only: the gateway files each connection under the users
+// it served, and closes it when one of them is revoked, which must not cut
+// another user's requests; and no connection carries two users' tokens.
+func (p *Proxy) transport(route pac.Route, userID string) *http.Transport {
 	key := route.String()
+	if isGateway(route, p.o.Config()) {
+		key += " for " + userID
+	}
 	if t, ok := p.transports.Load(key); ok {
 		return t.(*http.Transport)
 	}

@@ -38,14 +38,36 @@ func testDial(ctx context.Context, network, addr string) (net.Conn, error) {
 
 // hop records what a server on the chain saw.
 type hop struct {
-	mu   sync.Mutex
-	seen []http.Header
+	mu     sync.Mutex
+	seen   []http.Header
+	tokens map[string]map[string]bool // client address → the tokens on its requests
 }
 
-func (h *hop) add(hd http.Header) {
+func (h *hop) add(r *http.Request) {
 	h.mu.Lock()
-	h.seen = append(h.seen, hd.Clone())
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	h.seen = append(h.seen, r.Header.Clone())
+	if h.tokens == nil {
+		h.tokens = map[string]map[string]bool{}
+	}
+	if h.tokens[r.RemoteAddr] == nil {
+		h.tokens[r.RemoteAddr] = map[string]bool{}
+	}
+	h.tokens[r.RemoteAddr][r.Header.Get("Proxy-Authorization")] = true
+}
+
+// sharedConns returns the connections that carried more than one token
+// (or a token and none).
+func (h *hop) sharedConns() map[string]map[string]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	shared := map[string]map[string]bool{}
+	for addr, toks := range h.tokens {
+		if len(toks) > 1 {
+			shared[addr] = toks
+		}
+	}
+	return shared
 }
 
 func (h *hop) sawToken(tok string) bool {
@@ -74,7 +96,7 @@ func upstream(t *testing.T, h *hop, deny bool) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.add(r.Header)
+		h.add(r)
 		if deny {
 			w.Header().Set("Proxy-Authenticate", `Bearer realm="vigie"`)
 			w.WriteHeader(http.StatusProxyAuthRequired)
@@ -212,7 +234,7 @@ type harness struct {
 func newHarness(t *testing.T, onlyUser string) *harness {
 	h := &harness{t: t, originH: &hop{}, gatewayH: &hop{}, tok: &tokens{byUser: map[string]string{"1000": "tok-alice", "1001": "tok-bob"}}}
 	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.originH.add(r.Header)
+		h.originH.add(r)
 		fmt.Fprintf(w, "origin %s", r.URL.Path)
 	})
 	h.origin = httptest.NewServer(rec)
@@ -298,6 +320,17 @@ func TestTokenOnlyToTheGateway(t *testing.T) {
 	last := h.gatewayH.seen[len(h.gatewayH.seen)-1]
 	if last.Get("Proxy-Authorization") != "Bearer tok-bob" {
 		t.Fatalf("bob's request carried %q", last.Get("Proxy-Authorization"))
+	}
+	// Plain requests of two users alternating: each user's requests go on
+	// connections of their own to the gateway.
+	for i := range 6 {
+		h.user.Store(&[]identity.User{{ID: "1000", Name: "alice"}, {ID: "1001", Name: "bob"}}[i%2])
+		if code, _, err := h.get(fmt.Sprintf("http://origin.example/alternate%d", i)); err != nil || code != 200 {
+			t.Fatalf("alternating users: %d %v", code, err)
+		}
+	}
+	if shared := h.gatewayH.sharedConns(); len(shared) > 0 {
+		t.Fatalf("connections to the gateway carried several users' tokens: %v", shared)
 	}
 	// Another proxy named by the PAC gets no token, nor does DIRECT.
 	other := &hop{}
