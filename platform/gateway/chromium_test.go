@@ -2,8 +2,6 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -11,15 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"vigie/platform/platformtest"
 )
 
 // TestOpenTunnelFollowsPolicy: a browser keeps its inspected tunnel to a
@@ -61,17 +58,25 @@ func TestOpenTunnelFollowsPolicy(t *testing.T) {
 // It skips when /usr/bin/chromium or certutil is missing, unless
 // VIGIE_REQUIRE_CHROMIUM=1 (CI), which makes that a failure.
 func TestChromiumThroughGateway(t *testing.T) {
-	chromium, certutil := chromiumTools(t)
 	e := newEnv(t)
+	resp, err := http.Get(e.URL("/ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ca.pem: %d %s", resp.StatusCode, caPEM)
+	}
 	token := e.login(t, 0).AccessToken
 	agent := startTokenProxy(t, e.GatewayAddr, token)
-	b := newHeadlessChromium(t, chromium, certutil, e, agent.addr)
+	b := platformtest.NewChromium(t, caPEM, "--proxy-server=http://"+agent.addr)
 
 	// Allowed and inspected: the origin's text, through a leaf of the
 	// tenant's CA.
-	dom := b.dumpDOM(t, "https://origin.example/chromium-check")
+	dom := b.DumpDOM(t, "https://origin.example/chromium-check")
 	if !strings.Contains(dom, "hello from origin.example/chromium-check") {
-		t.Fatalf("the allowed page is not the origin's (a certificate interstitial?):\n%s\n%s", dom, b.lastStderr)
+		t.Fatalf("the allowed page is not the origin's (a certificate interstitial?):\n%s\n%s", dom, b.LastStderr)
 	}
 	var saw *seen
 	for _, s := range e.o.snapshot() {
@@ -85,9 +90,9 @@ func TestChromiumThroughGateway(t *testing.T) {
 
 	// Plain HTTP takes the other path through the token proxy (its
 	// RoundTripper) and the gateway (an absolute-form request).
-	dom = b.dumpDOM(t, "http://origin.example/chromium-plain", "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable")
+	dom = b.DumpDOM(t, "http://origin.example/chromium-plain", "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable")
 	if !strings.Contains(dom, "hello from origin.example/chromium-plain") {
-		t.Fatalf("the plain HTTP page is not the origin's:\n%s\n%s", dom, b.lastStderr)
+		t.Fatalf("the plain HTTP page is not the origin's:\n%s\n%s", dom, b.LastStderr)
 	}
 
 	// Blocked: Vigie's block page, served inside the inspected tunnel.
@@ -99,10 +104,10 @@ func TestChromiumThroughGateway(t *testing.T) {
 		status, _ := openInspectedTunnel(t, e, token, "casino.example").get(t, "/probe")
 		return status == http.StatusForbidden
 	})
-	dom = b.dumpDOM(t, "https://casino.example/chromium-play")
+	dom = b.DumpDOM(t, "https://casino.example/chromium-play")
 	for _, want := range []string{"This page is blocked", "casino.example", "no-gambling"} {
 		if !strings.Contains(dom, want) {
-			t.Fatalf("the blocked page lacks %q:\n%s\n%s", want, dom, b.lastStderr)
+			t.Fatalf("the blocked page lacks %q:\n%s\n%s", want, dom, b.LastStderr)
 		}
 	}
 	for _, s := range e.o.snapshot() {
@@ -171,30 +176,6 @@ func (tt *tlsTunnel) get(t *testing.T, path string) (int, string) {
 		t.Fatalf("GET %s%s: %v", tt.host, path, err)
 	}
 	return resp.StatusCode, string(body)
-}
-
-// chromiumTools finds Chromium and certutil, or skips (fails under
-// VIGIE_REQUIRE_CHROMIUM=1) saying how to install them.
-func chromiumTools(t *testing.T) (chromium, certutil string) {
-	t.Helper()
-	chromium = "/usr/bin/chromium"
-	var missing []string
-	if _, err := os.Stat(chromium); err != nil {
-		missing = append(missing, chromium)
-	}
-	certutil, err := exec.LookPath("certutil")
-	if err != nil {
-		missing = append(missing, "certutil")
-	}
-	if len(missing) == 0 {
-		return chromium, certutil
-	}
-	msg := strings.Join(missing, " and ") + " not found; on Debian: apt-get install chromium libnss3-tools"
-	if os.Getenv("VIGIE_REQUIRE_CHROMIUM") == "1" {
-		t.Fatal(msg + " (VIGIE_REQUIRE_CHROMIUM=1: missing tools are a failure)")
-	}
-	t.Skip(msg + " (set VIGIE_REQUIRE_CHROMIUM=1 to fail instead of skipping)")
-	return "", ""
 }
 
 // snapshot is a copy of what the origins saw.
@@ -287,95 +268,4 @@ func startTokenProxy(t *testing.T, gateway, token string) *tokenProxy {
 		upstream.CloseIdleConnections()
 	})
 	return tp
-}
-
-// headlessChromium runs Chromium once per page, with a home whose NSS
-// database trusts the tenant's CA and a new profile each time.
-type headlessChromium struct {
-	bin, home, proxy string
-	lastStderr       string
-}
-
-// newHeadlessChromium makes a home for Chromium whose NSS database
-// ($HOME/.pki/nssdb, where Chromium on Linux looks) trusts the tenant's
-// inspection CA for TLS servers.
-func newHeadlessChromium(t *testing.T, chromium, certutil string, e *env, proxy string) *headlessChromium {
-	t.Helper()
-	home := t.TempDir()
-	resp, err := http.Get(e.URL("/ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("ca.pem: %d %s", resp.StatusCode, caPEM)
-	}
-	caFile := filepath.Join(home, "ca.pem")
-	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	nssdb := filepath.Join(home, ".pki", "nssdb")
-	if err := os.MkdirAll(nssdb, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{
-		{"-d", "sql:" + nssdb, "-N", "--empty-password"},
-		{"-d", "sql:" + nssdb, "-A", "-t", "C,,", "-n", "vigie-demo", "-i", caFile},
-	} {
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		out, err := exec.CommandContext(ctx, certutil, args...).CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("certutil %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	return &headlessChromium{bin: chromium, home: home, proxy: proxy}
-}
-
-// dumpDOM loads u and returns the DOM Chromium printed once it loaded.
-func (b *headlessChromium) dumpDOM(t *testing.T, u string, extra ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	args := append([]string{
-		"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		// Without these Chromium calls Google at start, and this machine's
-		// closed network refuses it.
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(),
-		"--proxy-server=http://" + b.proxy,
-	}, extra...)
-	args = append(args, "--dump-dom", u)
-	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Env = append(withoutEnv(os.Environ(), "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"),
-		"HOME="+b.home, "XDG_CONFIG_HOME="+filepath.Join(b.home, ".config"), "XDG_CACHE_HOME="+filepath.Join(b.home, ".cache"))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Chromium's helper processes may hold the pipes after the browser
-	// exits or is killed: do not wait for them for ever.
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	err := cmd.Run()
-	b.lastStderr = "chromium stderr:\n" + stderr.String()
-	if err != nil {
-		t.Fatalf("chromium %s: %v after %v\n%s\nstdout:\n%s", u, err, time.Since(start).Round(time.Millisecond), b.lastStderr, stdout.String())
-	}
-	t.Logf("chromium %s: %v", u, time.Since(start).Round(time.Millisecond))
-	return stdout.String()
-}
-
-// withoutEnv drops the named variables from env.
-func withoutEnv(env []string, names ...string) []string {
-	var out []string
-next:
-	for _, kv := range env {
-		for _, n := range names {
-			if strings.HasPrefix(kv, n+"=") {
-				continue next
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
 }
