@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vigie/platform/platformtest"
 )
 
 // platformProcess is the demo platform as a child process, so that the
@@ -132,6 +134,11 @@ func TestContinuityWithARealGateway(t *testing.T) {
 	}
 	eventually(t, 12*time.Second, "connected after the sign-in", func() bool { return state() == "connected" })
 	c := through(t, a)
+	// What a person sees when the policy closes the web: Chromium, with the
+	// agent's PAC URL, on a plain-HTTP page (a browser shows no proxy's
+	// answer to a CONNECT: HTTPS gets the browser's own error page).
+	browser := platformtest.NewChromium(t, a.syncer.Current().CABundle, "--proxy-pac-url=http://"+a.Addr()+"/proxy.pac",
+		"--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable")
 
 	for _, policy := range []string{"fail-open", "fail-closed"} {
 		if policy == "fail-closed" {
@@ -153,6 +160,12 @@ func TestContinuityWithARealGateway(t *testing.T) {
 			t.Fatalf("fail-open: DIRECT request: %d %.200s", code, body)
 		case policy == "fail-closed" && (code != http.StatusBadGateway || !strings.Contains(body, "Vigie")):
 			t.Fatalf("fail-closed: %d %.200s", code, body)
+		}
+		if policy == "fail-closed" {
+			if dom := browser.DumpDOM(t, "http://www.example.com/in-a-browser"); !strings.Contains(dom, "Web access is paused") ||
+				!strings.Contains(dom, "www.example.com") {
+				t.Fatalf("fail-closed, in Chromium:\n%s\n%s", dom, browser.LastStderr)
+			}
 		}
 		if policy == "fail-open" {
 			ps := a.journal.Periods()
