@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -164,6 +165,9 @@ func (p *Proxy) upstreamHeader(route pac.Route, u identity.User) http.Header {
 		return h
 	}
 	h.Set("X-Vigie-Tenant", cfg.Tenant)
+	if p.o.Port != 0 {
+		h.Set("X-Vigie-Agent-Port", strconv.Itoa(p.o.Port))
+	}
 	switch tok, err := p.o.Tokens.Token(u.ID); {
 	case err == nil:
 		h.Set("Proxy-Authorization", "Bearer "+tok)

@@ -78,6 +78,9 @@ type Options struct {
 	Status http.Handler
 	// Dial connects to origins and proxies. Default: net.Dialer, 10 s.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Port is the port the agent serves on, which it tells the gateway
+	// (for the sign-in page's link to /login). 0: not told.
+	Port int
 	// BadProxyTTL is how long a proxy that failed is skipped, as browsers
 	// do. Default 5 minutes.
 	BadProxyTTL time.Duration

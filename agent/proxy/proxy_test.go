@@ -252,6 +252,7 @@ func newHarness(t *testing.T, onlyUser string) *harness {
 		Config:   func() *Config { return h.cfg.Load() },
 		Routing:  func(string) Routing { return Routing(h.routing.Load()) },
 		Dial:     testDial,
+		Port:     4129,
 		Status: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			u, _ := UserFrom(r.Context())
 			fmt.Fprint(w, "status of "+u.ID)
@@ -310,8 +311,8 @@ func TestTokenOnlyToTheGateway(t *testing.T) {
 		t.Fatalf("the gateway saw %v", h.gatewayH.seen)
 	}
 	for _, hd := range h.gatewayH.seen {
-		if hd.Get("X-Vigie-Tenant") != "demo" {
-			t.Errorf("gateway request without the tenant: %v", hd)
+		if hd.Get("X-Vigie-Tenant") != "demo" || hd.Get("X-Vigie-Agent-Port") != "4129" {
+			t.Errorf("gateway request without the tenant or the agent's port: %v", hd)
 		}
 	}
 	// Bob's connections carry bob's token, never alice's.
@@ -338,7 +339,7 @@ func TestTokenOnlyToTheGateway(t *testing.T) {
 	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + otherAddr + `"; }`)
 	h.get("http://origin.example" + "/other-plain")
 	h.get("https://origin.example" + "/other-tls")
-	if other.count() != 2 || other.sawToken("tok-") {
+	if other.count() != 2 || other.sawToken("tok-") || other.sawToken("X-Vigie") {
 		t.Fatalf("the other proxy saw %v", other.seen)
 	}
 	h.setPAC(`function FindProxyForURL(url, host) { return "DIRECT"; }`)

@@ -18,8 +18,8 @@ import (
 //
 //   - Before signing in, a page load ends on the platform's "Sign in to
 //     continue" page (the gateway redirects a navigation inside the
-//     tunnel the agent opened without a token) and the agent starts the
-//     sign-in.
+//     tunnel the agent opened without a token), which links to this
+//     agent's /login on its port, and the agent starts the sign-in.
 //   - Signed in, an HTTPS page renders the origin's text: Chromium accepted
 //     the leaf the gateway minted for it, the agent attached alice's token,
 //     and the access log has it under alice.
@@ -41,7 +41,8 @@ func TestChromiumThroughTheAgent(t *testing.T) {
 	b := platformtest.NewChromium(t, a.syncer.Current().CABundle, "--proxy-pac-url=http://"+a.Addr()+"/proxy.pac")
 
 	dom := b.DumpDOM(t, "https://www.example.com/before-sign-in")
-	if !strings.Contains(dom, "Sign in to continue") || !strings.Contains(dom, "https://www.example.com/before-sign-in") {
+	if !strings.Contains(dom, "Sign in to continue") || !strings.Contains(dom, "https://www.example.com/before-sign-in") ||
+		!strings.Contains(dom, "http://"+a.Addr()+"/login") {
 		t.Fatalf("before the sign-in, the page is not the sign-in page:\n%s\n%s", dom, b.LastStderr)
 	}
 	select {

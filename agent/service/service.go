@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 	}
 	px, err := proxy.New(proxy.Options{
 		Owner: owner.Owner, OnlyUser: only, Tokens: a.sessions, Config: a.proxyConfig, Routing: a.routing,
-		Status: http.HandlerFunc(a.serveStatus), Now: o.Now, Logger: log, Dial: o.Dial,
+		Status: http.HandlerFunc(a.serveStatus), Now: o.Now, Logger: log, Dial: o.Dial, Port: port,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,11 @@ type identity struct {
 // redirect of users without a token. It never goes further than the
 // gateway.
 const tenantHeader = "X-Vigie-Tenant"
+
+// agentPortHeader is where the agent says on which loopback port it
+// serves, so that the sign-in page links to its /login there (the port is
+// configurable). Like tenantHeader, it stops at the gateway.
+const agentPortHeader = "X-Vigie-Agent-Port"
 
 // Why a request is not authenticated; the metric label and the log say it.
 var (
@@ -225,4 +231,14 @@ func authFailureLabel(err error) string {
 // sign-in redirect: the agent names it in X-Vigie-Tenant.
 func tenantHint(h http.Header) string {
 	return strings.TrimSpace(h.Get(tenantHeader))
+}
+
+// agentPort is the port the agent names in agentPortHeader, or "" when it
+// names none or something that is not a port.
+func agentPort(h http.Header) string {
+	v := strings.TrimSpace(h.Get(agentPortHeader))
+	if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != v {
+		return ""
+	}
+	return v
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,26 @@ func TestUnauthenticated(t *testing.T) {
 	resp, body := get(t, http.DefaultClient, resp.Header.Get("Location"))
 	if resp.StatusCode != 200 || !strings.Contains(body, "127.0.0.1:3129/login") {
 		t.Errorf("sign-in page: %d %s", resp.StatusCode, body)
+	}
+	// The agent names its port: the sign-in page links to /login there.
+	// Anything but a port number is ignored, by the gateway and by the page.
+	got = raw("GET http://origin.example/page HTTP/1.1\r\nHost: origin.example\r\nX-Vigie-Tenant: demo\r\nX-Vigie-Agent-Port: 4129\r\nAccept: text/html\r\n\r\n")
+	if !strings.HasPrefix(got, "302 "+e.URL("/signin?return=")) || !strings.HasSuffix(got, "&agent_port=4129") {
+		t.Errorf("page load from an agent on port 4129: %s", got)
+	}
+	resp, body = get(t, http.DefaultClient, strings.TrimPrefix(got, "302 "))
+	if resp.StatusCode != 200 || !strings.Contains(body, "127.0.0.1:4129/login") {
+		t.Errorf("sign-in page for port 4129: %d %s", resp.StatusCode, body)
+	}
+	got = raw("GET http://origin.example/page HTTP/1.1\r\nHost: origin.example\r\nX-Vigie-Tenant: demo\r\nX-Vigie-Agent-Port: 4129@evil.example\r\nAccept: text/html\r\n\r\n")
+	if strings.Contains(got, "agent_port") {
+		t.Errorf("a port that is not a number went into the redirect: %s", got)
+	}
+	for _, bad := range []string{"0", "65536", "04129", "4129@evil.example", "-1"} {
+		resp, body = get(t, http.DefaultClient, e.URL("/signin?return=https%3A%2F%2Forigin.example%2F&agent_port="+url.QueryEscape(bad)))
+		if resp.StatusCode != 200 || !strings.Contains(body, "127.0.0.1:3129/login") {
+			t.Errorf("sign-in page with agent_port=%q: %d %s", bad, resp.StatusCode, body)
+		}
 	}
 	// Nothing reached the origin.
 	if len(e.o.seen) != 0 {

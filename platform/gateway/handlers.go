@@ -23,10 +23,11 @@ import (
 // tunnel is an inspected CONNECT: goproxy hands it to every request read
 // inside the tunnel (ProxyCtx.UserData).
 type tunnel struct {
-	id     *identity    // nil: no valid token; only a sign-in redirect is served
-	ts     *tenantState // the tenant (of the token, or of the hint)
-	host   string       // the CONNECT host
-	client string
+	id        *identity    // nil: no valid token; only a sign-in redirect is served
+	ts        *tenantState // the tenant (of the token, or of the hint)
+	host      string       // the CONNECT host
+	client    string
+	agentPort string // the agent's port, for the sign-in redirect (agentPort)
 }
 
 // exchange is one request and its response, from handleRequest to the end
@@ -62,8 +63,11 @@ func (g *Gateway) proxyAuthRequired(r *http.Request, err error) *http.Response {
 
 // signInRedirect sends a page load to the tenant's sign-in page, which
 // hands over to the user's agent, and back to the page afterwards.
-func (g *Gateway) signInRedirect(r *http.Request, tenantID string) *http.Response {
+func (g *Gateway) signInRedirect(r *http.Request, tenantID, agentPort string) *http.Response {
 	u := g.base + "/t/" + url.PathEscape(tenantID) + "/signin?return=" + url.QueryEscape(r.URL.String())
+	if agentPort != "" {
+		u += "&agent_port=" + agentPort
+	}
 	resp := respond(r, http.StatusFound, goproxy.ContentTypeText, "Sign in to continue: "+u+"\n")
 	resp.Header.Set("Location", u)
 	return resp
@@ -86,7 +90,7 @@ func (g *Gateway) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.C
 		if hint := tenantHint(r.Header); hint != "" {
 			if ts, terr := g.tenant(ctx, hint); terr == nil && ts.minter != nil {
 				g.access.add(rec)
-				pctx.UserData = &tunnel{ts: ts, host: name, client: r.RemoteAddr}
+				pctx.UserData = &tunnel{ts: ts, host: name, client: r.RemoteAddr, agentPort: agentPort(r.Header)}
 				g.conns.expectTraffic(ctx, g.silentTimeout)
 				return g.mitm(ts, name), host
 			}
@@ -153,7 +157,7 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 			Path: r.URL.Path, Decision: "auth", Rule: "no_token"}, start: start}
 		pctx.UserData = ex
 		if isNavigation(r) {
-			return r, g.signInRedirect(r, tun.ts.id)
+			return r, g.signInRedirect(r, tun.ts.id, tun.agentPort)
 		}
 		return r, respond(r, http.StatusForbidden, goproxy.ContentTypeText, "Vigie: sign-in required\n")
 	case inTunnel:
@@ -178,7 +182,7 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 			rec.Tenant, rec.Rule = tenantHint(r.Header), authFailureLabel(err)
 			pctx.UserData = &exchange{rec: rec, start: start, decision: "auth"}
 			if hint := tenantHint(r.Header); hint != "" && isNavigation(r) {
-				return r, g.signInRedirect(r, hint)
+				return r, g.signInRedirect(r, hint, agentPort(r.Header))
 			}
 			return r, g.proxyAuthRequired(r, err)
 		}
@@ -228,6 +232,7 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 	// What the agent says to the gateway is for the gateway only.
 	r.Header.Del("Proxy-Authorization")
 	r.Header.Del(tenantHeader)
+	r.Header.Del(agentPortHeader)
 	r.Header.Add("Via", "1.1 vigie")
 	if r.Body != nil && r.Body != http.NoBody {
 		ex.bytesIn = &bodyCounter{ReadCloser: r.Body, done: func(int64) {}}

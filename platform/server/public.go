@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"vigie/certs"
@@ -43,7 +44,16 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	if u, err := url.Parse(ret); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		ret = ""
 	}
-	agent := "http://127.0.0.1:3129/login?return=" + url.QueryEscape(ret)
+	// The agent serves on 3129 unless configured otherwise; the gateway
+	// passes on the port the agent names (a port number, nothing else: it
+	// is checked again here, the query being anyone's to write).
+	port := "3129"
+	if p := r.URL.Query().Get("agent_port"); p != "" {
+		if n, err := strconv.Atoi(p); err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p {
+			port = p
+		}
+	}
+	agent := "http://127.0.0.1:" + port + "/login?return=" + url.QueryEscape(ret)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
