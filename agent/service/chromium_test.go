@@ -33,7 +33,12 @@ func TestChromiumThroughTheAgent(t *testing.T) {
 	s := newSigner(t, p)
 	uid := fmt.Sprint(os.Getuid())
 	s.as(uid, "alice")
-	a := startAgent(t, agentConfig(t, p), Options{UserMode: true, OpenBrowser: s.open, Dial: o.dial})
+	// The sign-in the agent starts waits until the first page has been
+	// seen signed out (Chromium's own requests at start would start it
+	// before the page, and the signer is quick).
+	logins := make(chan string, 8)
+	a := startAgent(t, agentConfig(t, p), Options{UserMode: true, Dial: o.dial,
+		OpenBrowser: func(_, authorize string) error { logins <- authorize; return nil }})
 	eventually(t, 10*time.Second, "the agent has its configuration", func() bool {
 		snap := a.syncer.Current()
 		return snap.PAC != nil && snap.Config.Gateway != "" && len(snap.CABundle) > 0
@@ -44,6 +49,14 @@ func TestChromiumThroughTheAgent(t *testing.T) {
 	if !strings.Contains(dom, "Sign in to continue") || !strings.Contains(dom, "https://www.example.com/before-sign-in") ||
 		!strings.Contains(dom, "http://"+a.Addr()+"/login") {
 		t.Fatalf("before the sign-in, the page is not the sign-in page:\n%s\n%s", dom, b.LastStderr)
+	}
+	select {
+	case authorize := <-logins:
+		if err := s.open(uid, authorize); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the browser's first request started no sign-in")
 	}
 	select {
 	case err := <-s.errs:

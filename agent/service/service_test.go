@@ -41,6 +41,10 @@ func newOrigin(t *testing.T) *origin {
 		o.mu.Lock()
 		o.seen = append(o.seen, r.Header.Clone())
 		o.mu.Unlock()
+		if platformtest.IsWebSocket(r) {
+			platformtest.WebSocketEcho(w, r)
+			return
+		}
 		fmt.Fprintf(w, "origin says hello to %s%s", r.Host, r.URL.Path)
 	})
 	o.plain, o.tls = httptest.NewServer(h), httptest.NewTLSServer(h)
@@ -310,6 +314,20 @@ func TestThroughThePlatform(t *testing.T) {
 	if bad := o.leaked(); len(bad) > 0 {
 		t.Errorf("an origin saw %q", bad)
 	}
+	// WebSockets, plain and inside an inspected tunnel.
+	ws, err := net.Dial("tcp", a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if got, err := platformtest.WebSocketRoundTrip(ws, bufio.NewReader(ws), "http://www.example.com/ws", "www.example.com", "", "ws through the agent"); err != nil || got != "ws through the agent" {
+		t.Fatalf("ws:// through the agent: %q %v", got, err)
+	}
+	wss := connectTLS(t, a, "www.example.com")
+	if got, err := platformtest.WebSocketRoundTrip(wss, bufio.NewReader(wss), "/wss", "www.example.com", "", "wss through the agent"); err != nil || got != "wss through the agent" {
+		t.Fatalf("wss:// through the agent: %q %v", got, err)
+	}
+
 	// A block the gateway decides at CONNECT (banking is not inspected)
 	// reaches the client as the gateway's 403, with the reason and the
 	// reference of the access log record.
@@ -419,4 +437,30 @@ func rawConnect(t *testing.T, addr, target string) string {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	return "HTTP/1.1 " + resp.Status + "\n" + string(b)
+}
+
+// connectTLS opens a CONNECT tunnel through the agent to host:443 and TLS
+// inside it, trusting the tenant's CA (the gateway inspects); it is closed
+// when the test ends.
+func connectTLS(t *testing.T, a *Agent, host string) *tls.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n", host, host)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != http.StatusOK || br.Buffered() > 0 {
+		t.Fatalf("CONNECT %s:443 through the agent: %v %v", host, resp, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(a.syncer.Current().CABundle)
+	tc := tls.Client(c, &tls.Config{ServerName: host, RootCAs: pool})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS to %s through the agent: %v", host, err)
+	}
+	return tc
 }

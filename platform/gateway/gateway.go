@@ -331,6 +331,46 @@ func (g *Gateway) dialTunnel(r *http.Request, network, addr string) (net.Conn, e
 	}}, nil
 }
 
+// upgradeCounter is the body of a 101 (WebSocket) response: the
+// connection to the origin, which goproxy reads (to the client) and writes
+// (from the client) until either side ends. It counts both ways and calls
+// done once, when reading ends (an error: goproxy closes the connection
+// under it rather than call Close) or at Close.
+type upgradeCounter struct {
+	rwc  io.ReadWriteCloser
+	out  int64 // only the goroutine that copies to the client reads
+	in   atomic.Int64
+	done func(out, in int64)
+	once atomic.Bool
+}
+
+func (u *upgradeCounter) Read(p []byte) (int, error) {
+	n, err := u.rwc.Read(p)
+	u.out += int64(n)
+	if err != nil {
+		u.finish()
+	}
+	return n, err
+}
+
+func (u *upgradeCounter) Write(p []byte) (int, error) {
+	n, err := u.rwc.Write(p)
+	u.in.Add(int64(n))
+	return n, err
+}
+
+func (u *upgradeCounter) Close() error {
+	err := u.rwc.Close()
+	u.finish()
+	return err
+}
+
+func (u *upgradeCounter) finish() {
+	if u.once.CompareAndSwap(false, true) {
+		u.done(u.out, u.in.Load())
+	}
+}
+
 // bodyCounter counts a body's bytes and calls done once, at EOF or Close.
 type bodyCounter struct {
 	io.ReadCloser

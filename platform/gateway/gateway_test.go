@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"vigie/platform/platformtest"
 )
 
 // TestChain: client → gateway → origin, plain HTTP and inspected HTTPS.
@@ -416,4 +418,50 @@ func TestProtocolDetails(t *testing.T) {
 	if resp, _ := send("GET http://origin.example:9/ HTTP/1.1\r\nHost: origin.example:9\r\n" + auth + "\r\n"); resp.StatusCode != 502 && resp.StatusCode != 200 {
 		t.Errorf("unreachable origin: %d", resp.StatusCode)
 	}
+}
+
+// TestWebSocket: WebSocket upgrades pass through the gateway, over plain
+// HTTP (absolute-form) and inside an inspected tunnel, with the token
+// stopping at the gateway.
+func TestWebSocket(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login(t, 0).AccessToken
+	conn, err := net.Dial("tcp", e.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got, err := platformtest.WebSocketRoundTrip(conn, bufio.NewReader(conn), "http://origin.example/ws", "origin.example",
+		"Proxy-Authorization: Bearer "+tok+"\r\n", "ping over ws")
+	if err != nil || got != "ping over ws" {
+		t.Fatalf("ws:// through the gateway: %q %v", got, err)
+	}
+	tt := openInspectedTunnel(t, e, tok, "origin.example")
+	if got, err = platformtest.WebSocketRoundTrip(tt.tc, tt.br, "/wss", "origin.example", "", "ping over wss"); err != nil || got != "ping over wss" {
+		t.Fatalf("wss:// through the gateway: %q %v", got, err)
+	}
+	var paths []string
+	for _, s := range e.o.snapshot() {
+		paths = append(paths, s.Path)
+		if s.Header.Get("Proxy-Authorization") != "" || s.Header.Get("Sec-WebSocket-Key") == "" {
+			t.Errorf("the origin's WebSocket handshake: %v", s.Header)
+		}
+	}
+	if strings.Join(paths, " ") != "/ws /wss" {
+		t.Errorf("the origin saw %q", paths)
+	}
+	// Once the client leaves, the WebSocket is in the access log with its
+	// bytes each way.
+	conn.Close()
+	eventually(t, 10*time.Second, "the WebSocket in the access log", func() bool {
+		_, out := e.admin(t, "GET", "/api/v1/tenants/demo/access?host=origin.example", "")
+		recs, _ := out["records"].([]any)
+		for _, r := range recs {
+			if m := r.(map[string]any); m["path"] == "/ws" && m["status"] == float64(101) &&
+				m["bytes_in"] == float64(len("ping over ws")) && m["bytes_out"] == float64(len("ping over ws")) {
+				return true
+			}
+		}
+		return false
+	})
 }

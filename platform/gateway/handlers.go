@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -299,6 +300,15 @@ func (g *Gateway) handleResponse(resp *http.Response, pctx *goproxy.ProxyCtx) *h
 	}
 	if resp.Body == nil || resp.Body == http.NoBody {
 		finish(0)
+		return resp
+	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// goproxy relays an upgraded connection only if the body is the
+		// connection itself, read and written.
+		resp.Body = &upgradeCounter{rwc: rwc, done: func(out, in int64) {
+			ex.rec.BytesOut, ex.rec.BytesIn = out, in
+			g.finish(ex.rec, ex.start)
+		}}
 		return resp
 	}
 	resp.Body = &bodyCounter{ReadCloser: resp.Body, done: finish}

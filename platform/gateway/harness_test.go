@@ -46,6 +46,13 @@ type origins struct {
 }
 
 func (o *origins) record(w http.ResponseWriter, r *http.Request) {
+	if platformtest.IsWebSocket(r) {
+		o.mu.Lock()
+		o.seen = append(o.seen, seen{r.Method, r.Host, r.URL.Path, r.Header.Clone(), ""})
+		o.mu.Unlock()
+		platformtest.WebSocketEcho(w, r)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	o.mu.Lock()
 	o.seen = append(o.seen, seen{r.Method, r.Host, r.URL.Path, r.Header.Clone(), string(body)})
