@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	xproxy "golang.org/x/net/proxy"
@@ -27,17 +28,13 @@ func (p *Proxy) dialRoute(ctx context.Context, r pac.Route, target string, heade
 	case pac.Direct:
 		return p.o.Dial(ctx, "tcp", target)
 	case pac.HTTP, pac.HTTPS:
-		c, err := p.o.Dial(ctx, "tcp", r.Addr())
+		dial := p.o.Dial
+		if r.Kind == pac.HTTPS {
+			dial = p.dialTLS
+		}
+		c, err := dial(ctx, "tcp", r.Addr())
 		if err != nil {
 			return nil, err
-		}
-		if r.Kind == pac.HTTPS {
-			tc := tls.Client(c, &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12})
-			if err := tc.HandshakeContext(ctx); err != nil {
-				c.Close()
-				return nil, err
-			}
-			c = tc
 		}
 		conn, err := connectThrough(ctx, c, target, header)
 		if err != nil {
@@ -67,6 +64,10 @@ func (p *Proxy) dialRoute(ctx context.Context, r pac.Route, target string, heade
 		if err != nil {
 			return nil, err
 		}
+		if d, ok := ctx.Deadline(); ok {
+			c.SetDeadline(d)
+			defer c.SetDeadline(noDeadline)
+		}
 		if err := socks4Connect(c, target); err != nil {
 			c.Close()
 			return nil, err
@@ -74,6 +75,25 @@ func (p *Proxy) dialRoute(ctx context.Context, r pac.Route, target string, heade
 		return c, nil
 	}
 	return nil, fmt.Errorf("proxy: route %v not supported", r)
+}
+
+// dialTLS connects to an HTTPS proxy at addr: TLS to the proxy itself,
+// verified with ProxyRoots.
+func (p *Proxy) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.o.Dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, &tls.Config{ServerName: strings.Trim(host, "[]"), RootCAs: p.o.ProxyRoots, MinVersion: tls.VersionTLS12})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 type dialerFunc func(ctx context.Context, network, addr string) (net.Conn, error)

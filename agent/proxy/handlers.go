@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,10 +90,11 @@ func (p *Proxy) dialConnect(r *http.Request, network, addr string) (net.Conn, er
 	if plan == nil {
 		return nil, &dialError{addr, errors.New("proxy: CONNECT without a route")}
 	}
-	ctx := context.WithoutCancel(r.Context())
 	var errs []error
 	for _, route := range plan.routes {
-		c, err := p.dialRoute(ctx, route, addr, p.upstreamHeader(route, plan.user))
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), p.o.HandshakeTimeout)
+		c, err := p.dialRoute(ctx, route, addr, p.upstreamHeader(p.o.Config(), route, plan.user))
+		cancel()
 		if err == nil {
 			p.markGood(route)
 			p.count(route, true)
@@ -156,11 +159,10 @@ func (p *Proxy) connectFailed(w io.Writer, _ *goproxy.ProxyCtx, err error) {
 }
 
 // upstreamHeader is what a CONNECT or request to a proxy carries: for the
-// tenant's gateway, the user's token (when there is one) and the tenant's
-// name; for any other proxy, nothing of the user's.
-func (p *Proxy) upstreamHeader(route pac.Route, u identity.User) http.Header {
+// tenant's gateway in cfg, the user's token (when there is one) and the
+// tenant's name; for any other proxy, nothing of the user's.
+func (p *Proxy) upstreamHeader(cfg *Config, route pac.Route, u identity.User) http.Header {
 	h := http.Header{}
-	cfg := p.o.Config()
 	if !isGateway(route, cfg) {
 		return h
 	}
@@ -202,23 +204,32 @@ func (p *Proxy) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Re
 }
 
 // roundTrip sends a plain-HTTP request over the first route that works. A
-// request with a body is tried once: it cannot be replayed.
+// request with a body goes on to the next route only when the failed one
+// never read any of it: a body cannot be replayed.
 func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) (*http.Response, error) {
-	replayable := r.Body == nil || r.Body == http.NoBody
+	hasBody := r.Body != nil && r.Body != http.NoBody
 	var errs []error
 	for i, route := range routes {
+		// One configuration for the attempt: a token goes on the user's
+		// own connections to the gateway it names, even while it changes.
+		// What the gateway gets goes on a copy of the request, never on
+		// to the next route.
+		cfg := p.o.Config()
 		req := r
-		if i > 0 {
+		if up := p.upstreamHeader(cfg, route, u); len(up) > 0 || i > 0 || hasBody {
 			req = r.Clone(r.Context())
+			maps.Copy(req.Header, up)
 		}
-		for k, v := range p.upstreamHeader(route, u) {
-			req.Header[k] = v
+		var body *attemptBody
+		if hasBody {
+			body = &attemptBody{rc: r.Body}
+			req.Body = body
 		}
-		resp, err := p.transport(route, u.ID).RoundTrip(req)
+		resp, err := p.transport(cfg, route, u.ID).RoundTrip(req)
 		if err == nil {
 			p.markGood(route)
 			p.count(route, false)
-			if resp.StatusCode == http.StatusProxyAuthRequired && isGateway(route, p.o.Config()) {
+			if resp.StatusCode == http.StatusProxyAuthRequired && isGateway(route, cfg) {
 				// As for CONNECT: the user signs in to the gateway through
 				// the agent, not to the agent.
 				resp.Body.Close()
@@ -229,7 +240,7 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 		}
 		p.markBad(route)
 		errs = append(errs, fmt.Errorf("%v: %w", route, err))
-		if !replayable {
+		if body != nil && body.end() {
 			break
 		}
 	}
@@ -238,14 +249,51 @@ func (p *Proxy) roundTrip(r *http.Request, u identity.User, routes []pac.Route) 
 		"Vigie could not reach "+r.URL.Host+": "+errors.Join(errs...).Error()+"\n"), nil
 }
 
+// attemptBody is a request body as one route's attempt sees it. When the
+// attempt fails, end tells whether it read any of the body, and stops it
+// from reading more (its transport may still hold the request). Close is
+// left to the server, which closes every request body: the transport
+// closes the body of each request it fails, and the next route needs it.
+type attemptBody struct {
+	rc io.ReadCloser
+
+	mu   sync.Mutex
+	read bool // some of the body was read
+	over bool // the attempt failed: no more reads
+}
+
+func (b *attemptBody) Read(buf []byte) (int, error) {
+	b.mu.Lock()
+	if b.over {
+		b.mu.Unlock()
+		return 0, errAttemptOver
+	}
+	b.read = true
+	b.mu.Unlock()
+	return b.rc.Read(buf)
+}
+
+func (b *attemptBody) Close() error { return nil }
+
+// end ends a failed attempt and reports whether it read some of the body,
+// which then cannot go to another route.
+func (b *attemptBody) end() (read bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.over = true
+	return b.read
+}
+
+var errAttemptOver = errors.New("proxy: the request body went to a route that failed")
+
 // transport returns the pooled transport of a route; for the tenant's
-// gateway, the user's own. A connection to the gateway thus carries one
+// gateway in cfg, the user's own. A connection to the gateway thus carries one
 // user's requests only: the gateway files each connection under the users
 // it served, and closes it when one of them is revoked, which must not cut
 // another user's requests; and no connection carries two users' tokens.
-func (p *Proxy) transport(route pac.Route, userID string) *http.Transport {
+func (p *Proxy) transport(cfg *Config, route pac.Route, userID string) *http.Transport {
 	key := route.String()
-	if isGateway(route, p.o.Config()) {
+	if isGateway(route, cfg) {
 		key += " for " + userID
 	}
 	if t, ok := p.transports.Load(key); ok {
@@ -254,14 +302,21 @@ func (p *Proxy) transport(route pac.Route, userID string) *http.Transport {
 	t := &http.Transport{DialContext: p.o.Dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second, DisableCompression: true}
 	switch route.Kind {
-	case pac.HTTP, pac.HTTPS:
-		scheme := "http"
-		if route.Kind == pac.HTTPS {
-			scheme = "https"
+	case pac.HTTP:
+		t.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: route.Addr()})
+	case pac.HTTPS:
+		t.Proxy = http.ProxyURL(&url.URL{Scheme: "https", Host: route.Addr()})
+		// Its TLS dial is to the proxy only: an https origin through it
+		// gets its TLS inside the tunnel.
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, p.o.HandshakeTimeout)
+			defer cancel()
+			return p.dialTLS(ctx, network, addr)
 		}
-		t.Proxy = http.ProxyURL(&url.URL{Scheme: scheme, Host: route.Addr()})
 	case pac.SOCKS4, pac.SOCKS5:
 		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, p.o.HandshakeTimeout)
+			defer cancel()
 			return p.dialRoute(ctx, route, addr, nil)
 		}
 	}

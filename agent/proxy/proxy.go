@@ -13,6 +13,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,14 @@ type Options struct {
 	// Port is the port the agent serves on, which it tells the gateway
 	// (for the sign-in page's link to /login). 0: not told.
 	Port int
+	// ProxyRoots verifies the certificates of HTTPS proxies (a PAC's
+	// "HTTPS host:port"). Default: the system's roots.
+	ProxyRoots *x509.CertPool
+	// HandshakeTimeout bounds how long a proxy takes to open a tunnel (its
+	// TLS handshake, its answer to a CONNECT, a SOCKS exchange): a proxy
+	// that accepts connections and answers nothing has failed, and the
+	// next route is tried. Default 30 s.
+	HandshakeTimeout time.Duration
 	// BadProxyTTL is how long a proxy that failed is skipped, as browsers
 	// do. Default 5 minutes.
 	BadProxyTTL time.Duration
@@ -110,6 +119,9 @@ func New(o Options) (*Proxy, error) {
 	if o.Dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 30 * time.Second
 	}
 	if o.BadProxyTTL <= 0 {
 		o.BadProxyTTL = 5 * time.Minute

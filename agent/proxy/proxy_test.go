@@ -40,6 +40,7 @@ func testDial(ctx context.Context, network, addr string) (net.Conn, error) {
 type hop struct {
 	mu     sync.Mutex
 	seen   []http.Header
+	reqs   []string                   // method, host and path of each request, as in seen
 	tokens map[string]map[string]bool // client address → the tokens on its requests
 }
 
@@ -47,6 +48,7 @@ func (h *hop) add(r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seen = append(h.seen, r.Header.Clone())
+	h.reqs = append(h.reqs, r.Method+" "+r.Host+r.URL.Path)
 	if h.tokens == nil {
 		h.tokens = map[string]map[string]bool{}
 	}
@@ -127,7 +129,18 @@ func upstream(t *testing.T, h *hop, deny bool) string {
 			w.Header()[k] = v
 		}
 		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		// Streams stream: each piece is passed on as it comes.
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				w.Write(buf[:n])
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -231,7 +244,10 @@ type harness struct {
 	tok      *tokens
 }
 
-func newHarness(t *testing.T, onlyUser string) *harness {
+func newHarness(t *testing.T, onlyUser string) *harness { return newHarnessWith(t, onlyUser, nil) }
+
+// newHarnessWith is newHarness with the proxy's options changed by tweak.
+func newHarnessWith(t *testing.T, onlyUser string, tweak func(*Options)) *harness {
 	h := &harness{t: t, originH: &hop{}, gatewayH: &hop{}, tok: &tokens{byUser: map[string]string{"1000": "tok-alice", "1001": "tok-bob"}}}
 	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.originH.add(r)
@@ -245,7 +261,7 @@ func newHarness(t *testing.T, onlyUser string) *harness {
 	h.gateway = upstream(t, h.gatewayH, false)
 	h.user.Store(&identity.User{ID: "1000", Name: "alice"})
 	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + h.gateway + `"; }`)
-	p, err := New(Options{
+	o := Options{
 		Owner:    func(_, _ netip.AddrPort) (identity.User, error) { return *h.user.Load(), nil },
 		OnlyUser: onlyUser,
 		Tokens:   h.tok,
@@ -257,7 +273,11 @@ func newHarness(t *testing.T, onlyUser string) *harness {
 			u, _ := UserFrom(r.Context())
 			fmt.Fprint(w, "status of "+u.ID)
 		}),
-	})
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +373,154 @@ func TestTokenOnlyToTheGateway(t *testing.T) {
 	h.setPAC(`function FindProxyForURL(url, host) { return "PROXY ` + otherAddr + `"; }`)
 	if isGateway(pac.Route{Kind: pac.HTTP, Host: ghost, Port: 2}, &Config{Gateway: ghost + ":1"}) {
 		t.Fatal("a different port counted as the gateway")
+	}
+}
+
+// TestGatewayChangeLive: the signed configuration moves the gateway while
+// alice has pooled connections and an open tunnel to the old one. From
+// the change on, the old address gets no token, plain or CONNECT, even
+// where the PAC still names it; the new one gets them.
+func TestGatewayChangeLive(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.client()
+	get := func(u string) {
+		t.Helper()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", u, resp.Status)
+		}
+	}
+	for i := range 3 {
+		get(fmt.Sprintf("http://origin.example/before-%d", i))
+	}
+	tunnel, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tunnel.Close()
+	tunnel.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(tunnel, "CONNECT origin.example:80 HTTP/1.1\r\nHost: origin.example:80\r\n\r\n")
+	br := bufio.NewReader(tunnel)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("tunnel: %v %v", resp, err)
+	}
+	before := h.gatewayH.count()
+	if !h.gatewayH.sawToken("Bearer tok-alice") {
+		t.Fatal("the gateway had no token before the change")
+	}
+
+	newGW := &hop{}
+	newAddr := upstream(t, newGW, false)
+	old := h.gateway
+	h.cfg.Store(&Config{Tenant: "demo", Gateway: newAddr, PAC: h.cfg.Load().PAC}) // the PAC still names the old one
+	for i := range 3 {
+		get(fmt.Sprintf("http://origin.example/after-%d", i))
+	}
+	get("https://origin.example/after-tls")
+	h.gatewayH.mu.Lock()
+	after := h.gatewayH.seen[before:]
+	h.gatewayH.mu.Unlock()
+	if len(after) != 4 {
+		t.Fatalf("the old gateway saw %d requests after the change", len(after))
+	}
+	for _, hd := range after {
+		if hd.Get("Proxy-Authorization") != "" || hd.Get("X-Vigie-Tenant") != "" {
+			t.Errorf("the old gateway got %v after the change", hd)
+		}
+	}
+	// The tunnel opened before the change still works.
+	fmt.Fprint(tunnel, "GET /in-the-old-tunnel HTTP/1.1\r\nHost: origin.example\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the tunnel opened before the change: %v %v", resp, err)
+	}
+
+	s, err := pac.New([]byte(`function FindProxyForURL(url, host) { return "PROXY `+newAddr+`; PROXY `+old+`"; }`), pac.Options{CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Store(&Config{Tenant: "demo", Gateway: newAddr, PAC: s})
+	get("http://origin.example/new-gateway")
+	// (c keeps its tunnel through the old gateway: a new client.)
+	if code, _, err := h.get("https://origin.example/new-gateway-tls"); err != nil || code != 200 {
+		t.Fatalf("CONNECT through the new gateway: %d %v", code, err)
+	}
+	if newGW.count() != 2 || newGW.seen[0].Get("Proxy-Authorization") != "Bearer tok-alice" || newGW.seen[1].Get("Proxy-Authorization") != "Bearer tok-alice" {
+		t.Errorf("the new gateway saw %v", newGW.seen)
+	}
+}
+
+// TestTwoUsersAtOnce: alice (signed in) and carol (no token) browse at the
+// same time, plain requests and tunnels over keep-alive connections from
+// 127.0.0.1 and 127.0.0.2 (the owner lookup tells them apart by address).
+// Every gateway request of alice's carries her token, none of carol's
+// carries any, and no connection to the gateway carries both.
+func TestTwoUsersAtOnce(t *testing.T) {
+	h := newHarnessWith(t, "", func(o *Options) {
+		o.Owner = func(client, _ netip.AddrPort) (identity.User, error) {
+			if client.Addr() == netip.MustParseAddr("127.0.0.2") {
+				return identity.User{ID: "1002", Name: "carol"}, nil
+			}
+			return identity.User{ID: "1000", Name: "alice"}, nil
+		}
+	})
+	for _, name := range []string{"alice", "carol"} {
+		testHosts.Store(name+".example:443", h.tlsOrig.Listener.Addr().String())
+		testHosts.Store(name+".example:80", h.origin.Listener.Addr().String())
+	}
+	proxyURL, _ := url.Parse("http://" + h.addr)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for _, u := range []struct{ name, from string }{{"alice", "127.0.0.1"}, {"carol", "127.0.0.2"}} {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(u.from)}}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DialContext: d.DialContext,
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 4}}
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 16 {
+					scheme := []string{"http", "https"}[i%2]
+					resp, err := c.Get(fmt.Sprintf("%s://%s.example/%s-%d-%d", scheme, u.name, u.name, g, i))
+					if err != nil {
+						errs <- err
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	h.gatewayH.mu.Lock()
+	seen, reqs := h.gatewayH.seen, h.gatewayH.reqs
+	h.gatewayH.mu.Unlock()
+	n := map[string]int{}
+	for i, hd := range seen {
+		who := "alice"
+		if strings.Contains(reqs[i], "carol") {
+			who = "carol"
+		}
+		n[strings.Fields(reqs[i])[0]+" "+who]++
+		want := map[string]string{"alice": "Bearer tok-alice", "carol": ""}[who]
+		if got := hd.Get("Proxy-Authorization"); got != want {
+			t.Errorf("%s's request %s carried %q", who, reqs[i], got)
+		}
+	}
+	// Every plain request reaches the gateway; tunnels carry several
+	// requests each.
+	if n["GET alice"] != 32 || n["GET carol"] != 32 || n["CONNECT alice"] == 0 || n["CONNECT carol"] == 0 {
+		t.Errorf("the gateway saw %v", n)
+	}
+	if shared := h.gatewayH.sharedConns(); len(shared) > 0 {
+		t.Errorf("connections to the gateway carried several users' tokens: %v", shared)
 	}
 }
 
@@ -495,6 +663,67 @@ func TestLocalEndpoints(t *testing.T) {
 	defer h.tok.mu.Unlock()
 	if resp.StatusCode != http.StatusNoContent || len(h.tok.logouts) != 1 || h.tok.logouts[0] != "1000" {
 		t.Errorf("logout: %d, logouts %v", resp.StatusCode, h.tok.logouts)
+	}
+}
+
+// TestServedPAC evaluates the proxy.pac the agent gives browsers, fetched
+// over 127.0.0.1, localhost and ::1: Chromium's implicit bypass goes
+// DIRECT, everything else to the agent at the address the PAC came from
+// (the IPv6 form in brackets), with no DIRECT fallback; and a client that
+// follows each answer reaches the agent.
+func TestServedPAC(t *testing.T) {
+	h := newHarness(t, "")
+	port := fmt.Sprint(portOf(h.addr))
+	cases := []struct{ base, proxy string }{
+		{"http://127.0.0.1:" + port, "127.0.0.1:" + port},
+		{"http://localhost:" + port, "127.0.0.1:" + port},
+		{"http://[::1]:" + port, "[::1]:" + port},
+	}
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		cases = cases[:2] // no IPv6 here: the agent listens on 127.0.0.1 only
+	} else {
+		ln.Close()
+	}
+	for _, tc := range cases {
+		resp, err := http.Get(tc.base + "/proxy.pac")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != "application/x-ns-proxy-autoconfig" {
+			t.Errorf("%s: Content-Type %q", tc.base, ct)
+		}
+		script, err := pac.New(src, pac.Options{})
+		if err != nil {
+			t.Fatalf("%s: the served proxy.pac does not compile: %v", tc.base, err)
+		}
+		for url, host := range map[string]string{"http://localhost:8080/": "localhost", "http://app.localhost/": "app.localhost",
+			"http://127.0.0.1/": "127.0.0.1", "http://127.1.2.3:9000/": "127.1.2.3", "http://[::1]/": "::1",
+			"https://www.example.com/": "www.example.com", "http://10.0.0.1/": "10.0.0.1", "http://[2001:db8::1]/": "2001:db8::1"} {
+			res, err := script.Eval(t.Context(), url, host)
+			want := "PROXY " + tc.proxy
+			if implicitDirect(host) {
+				want = "DIRECT"
+			}
+			if err != nil || res.Raw != want {
+				t.Errorf("%s: FindProxyForURL(%s) = %q, %v; want %q", tc.base, url, res.Raw, err, want)
+			}
+		}
+		res, _ := script.Eval(t.Context(), "http://origin.example/", "origin.example")
+		if len(res.Routes) != 1 {
+			t.Fatalf("%s: %q", tc.base, res.Raw)
+		}
+		proxyURL := &url.URL{Scheme: "http", Host: net.JoinHostPort(res.Routes[0].Host, fmt.Sprint(res.Routes[0].Port))}
+		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 10 * time.Second}
+		resp, err = c.Get("http://origin.example/via-" + res.Routes[0].Host)
+		if err != nil {
+			t.Fatalf("%s: through %s: %v", tc.base, proxyURL, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: through %s: %s", tc.base, proxyURL, resp.Status)
+		}
 	}
 }
 

@@ -28,12 +28,31 @@ type responseWriter struct{ http.ResponseWriter }
 
 var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
-// ReadFrom copies src to the response through a pooled buffer.
+// ReadFrom copies src to the response through a pooled buffer. A body of
+// unknown length (no Content-Length: chunked, or up to the end of the
+// connection) may be a stream, a feed or a long poll: each piece goes to
+// the client as it comes, as httputil.ReverseProxy does. (goproxy flushes
+// text/event-stream only; it looks for a Transfer-Encoding header that
+// net/http's client never leaves in a response's header.)
 func (w responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	buf := copyBufs.Get().(*[32 << 10]byte)
 	defer copyBufs.Put(buf)
+	if w.Header().Get("Content-Length") == "" {
+		return io.CopyBuffer(flushWriter{w.ResponseWriter}, src, buf[:])
+	}
 	// The struct hides the ResponseWriter's own ReadFrom from CopyBuffer.
 	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, src, buf[:])
+}
+
+// flushWriter sends what is written to the client at once.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if err == nil {
+		err = http.NewResponseController(f.w).Flush()
+	}
+	return n, err
 }
 
 func (w responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +27,10 @@ import (
 //
 //   - clientEnv: one GET of $VIGIE_TEST_URL, through the proxy
 //     $VIGIE_TEST_PROXY when set; prints the status code, a newline and
-//     the body. The multi-user tests run it as other OS users.
+//     the body. With $VIGIE_TEST_COUNT=n, n GETs of the URL with "-<i>"
+//     appended, four at a time over keep-alive connections, printing
+//     "<code> <path>" for each. The multi-user tests run it as other OS
+//     users.
 //   - platformEnv: the demo platform in the folder $VIGIE_TEST_PLATFORM,
 //     on $VIGIE_TEST_LISTEN with its gateway on $VIGIE_TEST_GATEWAY, until
 //     SIGTERM: a real gateway process for the continuity tests to stop.
@@ -118,6 +123,9 @@ func runClient() int {
 	}
 	c := &http.Client{Transport: tr, Timeout: 20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if n, _ := strconv.Atoi(os.Getenv("VIGIE_TEST_COUNT")); n > 0 {
+		return runClients(c, os.Getenv(clientEnv), n)
+	}
 	req, err := http.NewRequest("GET", os.Getenv(clientEnv), nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -132,6 +140,35 @@ func runClient() int {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Printf("%d\n%s", resp.StatusCode, body)
+	return 0
+}
+
+// runClients GETs target-0 to target-<n-1>, four at a time.
+func runClients(c *http.Client, target string, n int) int {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 4 {
+		wg.Go(func() {
+			for i := range next {
+				u := fmt.Sprintf("%s-%d", target, i)
+				code := 0
+				if resp, err := c.Get(u); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				mu.Lock()
+				fmt.Printf("%d %s\n", code, u)
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return 0
 }
 

@@ -2,7 +2,9 @@ package service
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -29,23 +31,42 @@ import (
 // origin is a web server the gateway reaches for any name (the platform's
 // GatewayDial sends every origin to it), over HTTP and HTTPS. It records
 // the headers it saw, to prove no token reaches an origin.
+//
+// /upload answers with the size and SHA-256 of the request's body;
+// /stream sends a line, waits for goOn, and sends another.
 type origin struct {
 	plain, tls *httptest.Server
 	mu         sync.Mutex
 	seen       []http.Header
+	goOn       chan struct{}
 }
 
 func newOrigin(t *testing.T) *origin {
-	o := &origin{}
+	o := &origin{goOn: make(chan struct{}, 16)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.mu.Lock()
 		o.seen = append(o.seen, r.Header.Clone())
 		o.mu.Unlock()
-		if platformtest.IsWebSocket(r) {
+		switch {
+		case platformtest.IsWebSocket(r):
 			platformtest.WebSocketEcho(w, r)
-			return
+		case r.URL.Path == "/upload":
+			b, err := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "%d bytes, sha256 %x, %v", len(b), sha256.Sum256(b), err)
+		case r.URL.Path == "/stream":
+			w.Header().Set("Content-Type", r.URL.Query().Get("type"))
+			for i := range 2 {
+				fmt.Fprintf(w, "line %d\n", i)
+				w.(http.Flusher).Flush()
+				select {
+				case <-o.goOn:
+				case <-time.After(10 * time.Second):
+					return
+				}
+			}
+		default:
+			fmt.Fprintf(w, "origin says hello to %s%s", r.Host, r.URL.Path)
 		}
-		fmt.Fprintf(w, "origin says hello to %s%s", r.Host, r.URL.Path)
 	})
 	o.plain, o.tls = httptest.NewServer(h), httptest.NewTLSServer(h)
 	t.Cleanup(o.plain.Close)
@@ -113,6 +134,14 @@ func agentConfig(t *testing.T, p *platformtest.Platform) *Config {
 // startAgent runs the agent until the test ends.
 func startAgent(t *testing.T, cfg *Config, o Options) *Agent {
 	t.Helper()
+	a, stop := runAgent(t, cfg, o)
+	t.Cleanup(stop)
+	return a
+}
+
+// runAgent runs the agent until stop, which waits for it to return.
+func runAgent(t *testing.T, cfg *Config, o Options) (a *Agent, stop func()) {
+	t.Helper()
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
@@ -123,17 +152,19 @@ func startAgent(t *testing.T, cfg *Config, o Options) *Agent {
 	go func() { done <- Run(ctx, cfg, o) }()
 	select {
 	case a := <-ready:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("agent: %v", err)
-			}
-		})
-		return a
+		var once sync.Once
+		return a, func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("agent: %v", err)
+				}
+			})
+		}
 	case err := <-done:
 		cancel()
 		t.Fatalf("agent did not start: %v", err)
-		return nil
+		return nil, nil
 	}
 }
 
@@ -300,6 +331,8 @@ func TestThroughThePlatform(t *testing.T) {
 			t.Fatalf("%s: %d %v %.200s", u, code, err, body)
 		}
 	}
+	bodiesAndStreams(t, c, o, "http://www.example.com")
+	bodiesAndStreams(t, c, o, "https://www.example.com")
 	var recs []admin.AccessView
 	eventually(t, 10*time.Second, "both requests are in the access log as alice", func() bool {
 		recs = accessLog(t, p, "www.example.com")
@@ -365,16 +398,89 @@ func TestThroughThePlatform(t *testing.T) {
 	}
 }
 
+// bodiesAndStreams sends requests with bodies to the origin at base
+// through c: a large POST, a chunked one, a PUT with Expect:
+// 100-continue; and reads streamed responses (chunked and
+// text/event-stream), each line before the origin sends the next.
+func bodiesAndStreams(t *testing.T, c *http.Client, o *origin, base string) {
+	t.Helper()
+	large := bytes.Repeat([]byte("0123456789abcdef"), 4<<16) // 4 MiB
+	for _, tc := range []struct {
+		name   string
+		body   io.Reader
+		want   []byte
+		expect bool
+	}{
+		{"large POST", bytes.NewReader(large), large, false},
+		{"chunked POST", io.MultiReader(strings.NewReader("part one, "), strings.NewReader("part two")), []byte("part one, part two"), false},
+		{"PUT with Expect: 100-continue", strings.NewReader("after 100 Continue"), []byte("after 100 Continue"), true},
+	} {
+		method := "POST"
+		if tc.expect {
+			method = "PUT"
+		}
+		req, _ := http.NewRequest(method, base+"/upload", tc.body)
+		tr := c.Transport.(*http.Transport).Clone()
+		if tc.expect {
+			// Far longer than the test: the body goes only after a 100.
+			req.Header.Set("Expect", "100-continue")
+			tr.ExpectContinueTimeout = time.Minute
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("%s to %s: %v", tc.name, base, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("%d bytes, sha256 %x, <nil>", len(tc.want), sha256.Sum256(tc.want)); resp.StatusCode != http.StatusOK || string(got) != want {
+			t.Errorf("%s to %s: %d %.200q, want %q", tc.name, base, resp.StatusCode, got, want)
+		}
+	}
+	for _, typ := range []string{"application/x-ndjson", "text/event-stream"} {
+		resp, err := c.Get(base + "/stream?type=" + url.QueryEscape(typ))
+		if err != nil {
+			t.Fatalf("%s stream from %s: %v", typ, base, err)
+		}
+		lines := bufio.NewReader(resp.Body)
+		first, err := lines.ReadString('\n')
+		if err != nil || first != "line 0\n" {
+			t.Fatalf("%s stream from %s: first line %q %v (held back until the end?)", typ, base, first, err)
+		}
+		o.goOn <- struct{}{}
+		second, _ := lines.ReadString('\n')
+		o.goOn <- struct{}{}
+		resp.Body.Close()
+		if second != "line 1\n" {
+			t.Errorf("%s stream from %s: second line %q (the origin gave up waiting: the first line was held back)", typ, base, second)
+		}
+	}
+}
+
 // TestLivePAC changes the tenant's PAC at the platform: after a sync, new
-// requests follow it (here: DIRECT), with nothing restarted.
+// requests follow it (here: DIRECT), with nothing restarted, and a tunnel
+// opened through the gateway before the change carries on.
 func TestLivePAC(t *testing.T) {
 	o := newOrigin(t)
 	p := startPlatform(t, o)
-	s := newSigner(t, p)
-	s.as(fmt.Sprint(os.Getuid()), "alice")
-	a := startAgent(t, agentConfig(t, p), Options{UserMode: true, OpenBrowser: s.open, Dial: o.dial})
-	eventually(t, 10*time.Second, "the agent has its PAC", func() bool { return a.syncer.Current().PAC != nil })
+	a := startAgent(t, agentConfig(t, p), Options{UserMode: true, OpenBrowser: func(string, string) error { return nil }, Dial: o.dial})
+	eventually(t, 10*time.Second, "the agent has its PAC", func() bool { return a.syncer.Current().PAC != nil && len(a.syncer.Current().CABundle) > 0 })
 	before := a.syncer.Current().Version("pac")
+	// A tunnel through the gateway (which inspects it: an answer signed
+	// by the tenant's CA says it is the gateway's), used before the change
+	// and after it.
+	tunnel := connectTLS(t, a, "tunnel.example.org")
+	tunnelGet := func(path string) {
+		t.Helper()
+		tunnel.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(tunnel, "GET %s HTTP/1.1\r\nHost: tunnel.example.org\r\nAccept: text/html\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(tunnel), nil)
+		if err != nil {
+			t.Fatalf("GET %s in the tunnel opened before the PAC changed: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	tunnelGet("/in-the-tunnel-before")
 
 	pac := `function FindProxyForURL(url, host) { return dnsDomainIs(host, ".example.com") ? "DIRECT" : "PROXY ` + p.GatewayAddr + `"; }`
 	if _, _, err := p.Server.Distrib.SetPAC(context.Background(), p.Tenant, []byte(pac)); err != nil {
@@ -397,6 +503,7 @@ func TestLivePAC(t *testing.T) {
 	if st := a.Report("", ""); st.Counters.Direct != 1 {
 		t.Errorf("counters %+v", st.Counters)
 	}
+	tunnelGet("/in-the-tunnel-after")
 }
 
 // putPolicy replaces the tenant's gateway policy through the admin API.

@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,9 +34,27 @@ func asUser(t *testing.T, env *osusers.Env, u *user.User, proxy, target string) 
 	return n, body
 }
 
+// asUserLoad runs the test binary as u for n GETs of target-<i>, four at
+// a time (see runClients), and returns the status code of each.
+func asUserLoad(t *testing.T, env *osusers.Env, u *user.User, proxy, target string, n int) (map[string]int, error) {
+	cmd := env.Command(u, env.Bin)
+	cmd.Env = append(os.Environ(), clientEnv+"="+target, "VIGIE_TEST_PROXY="+proxy, "VIGIE_TEST_COUNT="+strconv.Itoa(n), "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("GETs as %s: %w", u.Username, err)
+	}
+	codes := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		code, u, _ := strings.Cut(line, " ")
+		codes[u], _ = strconv.Atoi(code)
+	}
+	return codes, nil
+}
+
 // TestTwoUsersOneAgent runs one agent for the whole machine and two real OS
 // users behind it: each request carries its own user's token, and a user
-// who has not signed in gets the sign-in, never the other user's token.
+// who has not signed in gets the sign-in, never the other user's token,
+// also while both browse at once.
 func TestTwoUsersOneAgent(t *testing.T) {
 	env := osusers.Setup(t)
 	ua, ub := env.Users[0], env.Users[1]
@@ -45,8 +64,16 @@ func TestTwoUsersOneAgent(t *testing.T) {
 	s.as(ua.Uid, "alice")
 	s.as(ub.Uid, "bob")
 	// The browser's last step, the agent's loopback callback, must come
-	// from the user's own socket: it runs as that user.
+	// from the user's own socket: it runs as that user. Bob's waits for
+	// bRelease: he stays signed out while both users browse at once.
+	bRelease := make(chan struct{})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(bRelease) }) }
+	t.Cleanup(release)
 	s.callback = func(userID, callback string) error {
+		if userID == ub.Uid {
+			<-bRelease
+		}
 		for _, u := range env.Users {
 			if u.Uid == userID {
 				if code, body := asUser(t, env, u, "", callback); code != http.StatusOK {
@@ -83,6 +110,34 @@ func TestTwoUsersOneAgent(t *testing.T) {
 	if code, body := asUser(t, env, ub, proxyURL, "http://www.example.com/b-before"); !refused(code) {
 		t.Fatalf("user b, not signed in, while a is: %d %.200s", code, body)
 	}
+	// Both at once, over keep-alive connections: a's requests all go as
+	// a, none of b's gets a's token (the gateway refuses them with a 407,
+	// which the agent answers with a 403 saying to sign in: these are not
+	// page loads).
+	const n = 40
+	loads := map[string]map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, u := range env.Users {
+		wg.Go(func() {
+			codes, err := asUserLoad(t, env, u, proxyURL, "http://load.example.com/"+u.Username, n)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			loads[u.Uid] = codes
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for uid, codes := range loads {
+		for path, code := range codes {
+			if want := uid == ua.Uid; len(codes) != n || (code == http.StatusOK) != want || !want && code != http.StatusForbidden {
+				t.Fatalf("user %s, at once with the other: %s: %d (%d answers)", uid, path, code, len(codes))
+			}
+		}
+	}
+	release()
 	login(ub)
 	for _, c := range []struct {
 		u    *user.User
@@ -120,6 +175,23 @@ func TestTwoUsersOneAgent(t *testing.T) {
 	}
 	if refusals != 3 || len(recs) != len(want)+3 {
 		t.Errorf("%d records, %d refusals: %+v", len(recs), refusals, recs)
+	}
+	// The load, in the access log: every one of a's requests as alice,
+	// every one of b's refused without a user.
+	eventually(t, 10*time.Second, "the load is in the access log", func() bool { return len(accessLog(t, p, "load.example.com")) >= 2*n })
+	perUser := map[string]int{}
+	for _, r := range accessLog(t, p, "load.example.com") {
+		switch {
+		case r.Rule == "no_token" && r.User == "":
+			perUser["refused"]++
+		case r.Status == 200 && strings.Contains(r.User, "alice") && strings.HasPrefix(r.Path, "/"+ua.Username+"-"):
+			perUser["alice"]++
+		default:
+			t.Errorf("load record: %+v", r)
+		}
+	}
+	if perUser["alice"] != n || perUser["refused"] != n {
+		t.Errorf("load in the access log: %v", perUser)
 	}
 	if bad := o.leaked(); len(bad) > 0 {
 		t.Errorf("an origin saw %q", bad)
