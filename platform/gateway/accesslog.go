@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"vigie/platform/store"
@@ -11,21 +12,26 @@ import (
 
 // accessLog writes records in batches off the data path. The queue is
 // bounded: when the store cannot keep up, records are dropped and counted
-// (vigie_gateway_log_dropped_total), never silently, and the proxy never
-// waits for the log.
+// (vigie_gateway_log_dropped_total) and the log says so, never silently,
+// and the proxy never waits for the log.
 type accessLog struct {
-	ch    chan *store.AccessRecord
-	st    store.Store
-	batch int
-	every time.Duration
-	log   *slog.Logger
-	m     *metrics
-	done  sync.WaitGroup
-	warn  time.Time
+	ch      chan *store.AccessRecord
+	st      store.Store
+	batch   int
+	every   time.Duration
+	log     *slog.Logger
+	m       *metrics
+	done    sync.WaitGroup
+	now     func() time.Time
+	dropped atomic.Int64 // dropped for a full queue since the last warning
+	warned  atomic.Int64 // when the last warning was logged, Unix ns
 }
 
-func newAccessLog(st store.Store, queue, batch int, every time.Duration, log *slog.Logger, m *metrics) *accessLog {
-	a := &accessLog{ch: make(chan *store.AccessRecord, queue), st: st, batch: batch, every: every, log: log, m: m}
+// dropWarnEvery is how often, at most, the log says that the queue is full.
+const dropWarnEvery = time.Minute
+
+func newAccessLog(st store.Store, queue, batch int, every time.Duration, log *slog.Logger, m *metrics, now func() time.Time) *accessLog {
+	a := &accessLog{ch: make(chan *store.AccessRecord, queue), st: st, batch: batch, every: every, log: log, m: m, now: now}
 	a.done.Add(1)
 	return a
 }
@@ -35,6 +41,14 @@ func (a *accessLog) add(r *store.AccessRecord) {
 	case a.ch <- r:
 	default:
 		a.m.logDropped.Inc()
+		a.dropped.Add(1)
+		// Said here, not by the writer: when the queue is full, the writer
+		// is usually stuck on the store.
+		now := a.now().UnixNano()
+		if last := a.warned.Load(); now-last >= int64(dropWarnEvery) && a.warned.CompareAndSwap(last, now) {
+			a.log.Warn("gateway: access-log queue full: the store is not keeping up; records dropped (vigie_gateway_log_dropped_total)",
+				"records", a.dropped.Swap(0), "queue", cap(a.ch))
+		}
 	}
 }
 

@@ -234,16 +234,16 @@ func serveGateway(tb testing.TB, g *gateway.Gateway) string {
 	return ln.Addr().String()
 }
 
-func tenantCAPool(b *testing.B, p *testPlatform) *x509.CertPool {
+func tenantCAPool(tb testing.TB, p *testPlatform) *x509.CertPool {
 	resp, err := http.Get(p.URL("/ca.pem"))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
 	pemData, _ := io.ReadAll(resp.Body)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pemData) {
-		b.Fatalf("tenant CA bundle: %s", pemData)
+		tb.Fatalf("tenant CA bundle: %s", pemData)
 	}
 	return pool
 }

@@ -58,6 +58,12 @@ type Options struct {
 	// the connection over, and a client that never speaks would hold it
 	// forever. Default 30 s.
 	SilentTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's header section (inside
+	// an inspected tunnel, the TLS handshake too). Default 10 s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout is how long a client's keep-alive connection, or an
+	// inspected tunnel, may wait for its next request. Default 2 min.
+	IdleTimeout time.Duration
 	// UnauthenticatedForBenchmarks serves everyone as an anonymous user of
 	// BenchmarkTenant without looking at tokens: the benchmarks compare the
 	// cost of authentication with it. Never set it in a deployment.
@@ -92,6 +98,8 @@ type Gateway struct {
 	reg           *prometheus.Registry
 	anonymous     *identity // UnauthenticatedForBenchmarks
 	silentTimeout time.Duration
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
 }
 
 // New builds a gateway node; Run must run for it to follow the feed and
@@ -130,6 +138,12 @@ func New(o Options) (*Gateway, error) {
 	if o.SilentTimeout <= 0 {
 		o.SilentTimeout = 30 * time.Second
 	}
+	if o.ReadHeaderTimeout <= 0 {
+		o.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
 	if o.Dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
@@ -137,12 +151,13 @@ func New(o Options) (*Gateway, error) {
 	g := &Gateway{st: o.Store, seal: o.Sealer, base: o.BaseURL, now: o.Now, log: o.Logger, leeway: o.Leeway,
 		feedEvery: o.FeedInterval, dial: o.Dial, authCache: newAuthCache(o.AuthCacheSize), revs: newRevocations(),
 		tenants: tenantCache{m: map[string]*tenantState{}}, minters: minterCache{m: map[string]*tenantMinter{}},
-		conns: newConnTracker(), names: newUserNames(o.Store), reg: prometheus.NewRegistry(), silentTimeout: o.SilentTimeout}
+		conns: newConnTracker(), names: newUserNames(o.Store), reg: prometheus.NewRegistry(), silentTimeout: o.SilentTimeout,
+		headerTimeout: o.ReadHeaderTimeout, idleTimeout: o.IdleTimeout}
 	g.m = newMetrics(g.reg)
 	if o.UnauthenticatedForBenchmarks {
 		g.anonymous = &identity{tenant: o.BenchmarkTenant, user: "anonymous", session: "anonymous"}
 	}
-	g.access = newAccessLog(o.Store, o.LogQueue, o.LogBatch, o.LogFlush, o.Logger, g.m)
+	g.access = newAccessLog(o.Store, o.LogQueue, o.LogBatch, o.LogFlush, o.Logger, g.m, o.Now)
 	g.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigie_gateway_log_queue_depth",
 		Help: "Access-log records waiting to be written."}, func() float64 { return float64(len(g.access.ch)) }))
 	g.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "vigie_gateway_open_connections",
@@ -186,17 +201,28 @@ func (g *Gateway) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{})
 }
 
+// maxHeaderBytes bounds a request's header section; beyond, net/http
+// answers 431.
+const maxHeaderBytes = 32 << 10
+
+// httpServer serves h with the limits on header size and slow or idle
+// clients that every request gets: on the gateway's listener and inside
+// inspected tunnels.
+func (g *Gateway) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: g.headerTimeout,
+		IdleTimeout:       g.idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+}
+
 // Serve runs the proxy on ln until ctx ends, with limits on header size and
 // slow clients, then shuts down, closing tunnels.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           g.Handler(),
-		ConnContext:       g.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-	}
+	srv := g.httpServer(g.Handler())
+	srv.ConnContext = g.ConnContext
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(g.Listener(ln)) }()
 	select {

@@ -190,20 +190,35 @@ func TestPolicyBlockAndBypass(t *testing.T) {
 	bob := e.client(e.login(t, 1).AccessToken, e.tenant, nil)
 	if s, out := e.admin(t, "PUT", "/api/v1/tenants/demo/policy", `{"version":0,"policy":{"rules":[
 		{"id":"no-gambling","categories":["gambling"],"action":"block"},
-		{"id":"contractors-no-social","groups":["contractors"],"categories":["social"],"action":"block"}]}}`); s != 200 {
+		{"id":"contractors-no-social","groups":["contractors"],"categories":["social"],"action":"block"},
+		{"id":"news-untouched","hosts":["news.example"],"action":"allow_no_inspect"}]}}`); s != 200 {
 		t.Fatalf("put policy: %d %v", s, out)
 	}
-	// Blocked and inspected: the block page, with the reference of the log record.
-	var resp *http.Response
-	var body string
+	// Blocked, inspected or over plain HTTP: the block page says what (the
+	// host and address), why (the rule), for whom (user and device), and
+	// the reference of the log record.
 	eventually(t, 10*time.Second, "the policy reaching the gateway", func() bool {
-		resp, body = get(t, alice, "https://casino.example/play")
+		resp, _ := get(t, alice, "https://casino.example/probe")
 		return resp.StatusCode == http.StatusForbidden
 	})
-	ref := resp.Header.Get("X-Vigie-Reference")
-	for _, want := range []string{"casino.example", "no-gambling", "alice@demo.example", ref} {
-		if !strings.Contains(body, want) {
-			t.Errorf("block page lacks %q:\n%s", want, body)
+	refs := map[string]string{} // URL → reference
+	for _, u := range []string{"https://casino.example/play", "http://casino.example/play"} {
+		resp, body := get(t, alice, u)
+		ref := resp.Header.Get("X-Vigie-Reference")
+		if resp.StatusCode != http.StatusForbidden || ref == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("%s: %d, reference %q, %s", u, resp.StatusCode, ref, resp.Header.Get("Content-Type"))
+		}
+		refs[u] = ref
+		for _, want := range []string{"This page is blocked", "<strong>casino.example</strong>", u, "blocked by rule no-gambling",
+			"alice@demo.example on device dev-alice", "<code>" + ref + "</code>"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: block page lacks %q:\n%s", u, want, body)
+			}
+		}
+	}
+	for _, s := range e.o.snapshot() {
+		if s.Host == "casino.example" && s.Path == "/play" {
+			t.Errorf("a blocked request reached the origin: %s %s%s", s.Method, s.Host, s.Path)
 		}
 	}
 	// Group rules: bob (contractors) is blocked from social, alice (staff) is not.
@@ -219,18 +234,30 @@ func TestPolicyBlockAndBypass(t *testing.T) {
 	if _, err := alice.Get("https://bank.example/"); err == nil {
 		t.Error("bank.example was inspected")
 	}
+	// So is a host that a rule says not to inspect.
 	direct := e.client(e.login(t, 0).AccessToken, e.o.roots, nil)
-	if resp, _ := get(t, direct, "https://bank.example/account"); resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Issuer.CommonName != "origin test CA" {
-		t.Errorf("bank.example through the tunnel: %d", resp.StatusCode)
+	for _, u := range []string{"https://bank.example/account", "https://news.example/today"} {
+		if _, err := alice.Get(u); err == nil {
+			t.Errorf("%s was inspected", u)
+		}
+		resp, body := get(t, direct, u)
+		if resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Issuer.CommonName != "origin test CA" || body != "hello from "+strings.TrimPrefix(u, "https://") ||
+			resp.Header.Get("Via") != "" {
+			t.Errorf("%s through the tunnel: %d %q, Via %q", u, resp.StatusCode, body, resp.Header.Get("Via"))
+		}
 	}
-	eventually(t, 10*time.Second, "the block record", func() bool {
+	eventually(t, 10*time.Second, "the block records", func() bool {
 		_, out := e.admin(t, "GET", "/api/v1/tenants/demo/access?host=casino.example", "")
+		found := 0
 		for _, r := range out["records"].([]any) {
-			if m := r.(map[string]any); m["ref"] == ref && m["decision"] == "block" && m["rule"] == "no-gambling" {
-				return true
+			m := r.(map[string]any)
+			for _, ref := range refs {
+				if m["ref"] == ref && m["decision"] == "block" && m["rule"] == "no-gambling" && m["user"] == "demo-alice" && m["path"] == "/play" {
+					found++
+				}
 			}
 		}
-		return false
+		return found == len(refs)
 	})
 	// A blocked host that is not inspected is refused at CONNECT with 403.
 	e.admin(t, "PUT", "/api/v1/tenants/demo/policy", `{"version":1,"policy":{"rules":[{"id":"nobank","categories":["banking"],"action":"block"}]}}`)
@@ -240,18 +267,49 @@ func TestPolicyBlockAndBypass(t *testing.T) {
 	})
 }
 
+// TestOriginCertificateRefused: an origin whose certificate does not
+// verify is never passed through silently: the client gets the block page,
+// which says why, and the access log has its record, with the page's
+// reference.
 func TestOriginCertificateRefused(t *testing.T) {
 	e := newEnv(t)
 	c := e.client(e.login(t, 0).AccessToken, e.tenant, nil)
-	// The origin's certificate does not name this host: never passed silently.
-	resp, body := get(t, c, "https://unlisted.example/")
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "certificate is not valid") {
-		t.Fatalf("bad origin certificate: %d %s", resp.StatusCode, body)
+	refs := map[string]string{} // host → reference
+	for host, why := range map[string]string{
+		"unlisted.example":   "certificate is valid for www.example.com", // not for this host
+		"expired.example":    "certificate has expired",
+		"unknown-ca.example": "certificate signed by unknown authority",
+	} {
+		resp, body := get(t, c, "https://"+host+"/page")
+		ref := resp.Header.Get("X-Vigie-Reference")
+		if resp.StatusCode != http.StatusForbidden || ref == "" {
+			t.Fatalf("%s: %d, reference %q: %s", host, resp.StatusCode, ref, body)
+		}
+		refs[host] = ref
+		for _, want := range []string{"<strong>" + host + "</strong>", "the site&#39;s certificate is not valid", why, "alice@demo.example", ref} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: the block page lacks %q:\n%s", host, want, body)
+			}
+		}
 	}
+	eventually(t, 10*time.Second, "the records of the refused origins", func() bool {
+		for host, ref := range refs {
+			_, out := e.admin(t, "GET", "/api/v1/tenants/demo/access?host="+host, "")
+			recs, _ := out["records"].([]any)
+			if len(recs) != 1 {
+				return false
+			}
+			if m := recs[0].(map[string]any); m["ref"] != ref || m["decision"] != "block" || m["rule"] != "origin-certificate" || m["status"] != float64(403) {
+				t.Fatalf("%s: record %v, want a block by origin-certificate with reference %s", host, m, ref)
+			}
+		}
+		return true
+	})
 }
 
-// TestRevokedMidTunnel: an open, inspected keep-alive tunnel is closed
-// within seconds of the user's revocation, and the next try is refused.
+// TestRevokedMidTunnel: an open, inspected keep-alive tunnel, and a
+// plain-HTTP keep-alive connection, are closed within seconds of the
+// user's revocation, and the next try is refused.
 func TestRevokedMidTunnel(t *testing.T) {
 	e := newEnv(t)
 	tr := e.login(t, 0)
@@ -287,16 +345,33 @@ func TestRevokedMidTunnel(t *testing.T) {
 	if err := ask(); err != nil {
 		t.Fatalf("in-tunnel request: %v", err)
 	}
+	plainConn, err := net.Dial("tcp", e.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plainConn.Close()
+	fmt.Fprintf(plainConn, "GET http://origin.example/keep-alive HTTP/1.1\r\nHost: origin.example\r\nProxy-Authorization: Bearer %s\r\n\r\n", tr.AccessToken)
+	pbr := bufio.NewReader(plainConn)
+	if resp, err := http.ReadResponse(pbr, nil); err != nil || resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("plain request on a keep-alive connection: %v %v", resp, err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
 	if s, _ := e.admin(t, "POST", "/api/v1/tenants/demo/users/demo-alice/revoke", ""); s != 200 {
 		t.Fatalf("revoke: %d", s)
 	}
 	start := time.Now()
-	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := tbr.ReadByte(); err == nil {
-		t.Fatal("the tunnel sent data after the revocation")
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("the tunnel closed %v after the revocation", d)
+	for name, c := range map[string]struct {
+		conn net.Conn
+		br   *bufio.Reader
+	}{"the tunnel": {tc, tbr}, "the plain keep-alive connection": {plainConn, pbr}} {
+		c.conn.SetReadDeadline(start.Add(10 * time.Second))
+		if _, err := c.br.ReadByte(); err == nil {
+			t.Fatalf("%s sent data after the revocation", name)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("%s closed %v after the revocation", name, d)
+		}
 	}
 	// A new CONNECT with the same (unexpired) token is refused.
 	c := e.client(tr.AccessToken, e.tenant, nil)
@@ -351,6 +426,19 @@ func TestMalformedAndFloods(t *testing.T) {
 		got := send(req)
 		if !strings.HasPrefix(got, "HTTP/1.1 4") && !strings.HasPrefix(got, "HTTP/1.1 505") {
 			t.Errorf("%s: %q", name, got)
+		}
+	}
+	// The same limit inside an inspected tunnel: 431, and nothing reaches
+	// the origin.
+	tun := openInspectedTunnel(t, e, e.login(t, 0).AccessToken, "origin.example")
+	go io.WriteString(tun.tc, strings.Replace(flood, "http://origin.example/", "/flood", 1)) // the gateway may answer before it has all
+	resp, err := http.ReadResponse(tun.br, nil)
+	if err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("header flood inside an inspected tunnel: %v %v, want 431", resp, err)
+	}
+	for _, s := range e.o.snapshot() {
+		if s.Path == "/flood" {
+			t.Errorf("a request with %d bytes of X-Flood header reached the origin", len(strings.Join(s.Header["X-Flood"], "")))
 		}
 	}
 	_ = json.Valid
@@ -414,6 +502,19 @@ func TestProtocolDetails(t *testing.T) {
 			t.Errorf("a smuggled request reached the origin")
 		}
 	}
+	// Inside an inspected tunnel too, what the client says to the gateway
+	// stops there: Proxy-Authorization, the agent's headers, and the
+	// headers that Connection names.
+	tun := openInspectedTunnel(t, e, tok, "origin.example")
+	fmt.Fprintf(tun.tc, "GET /in-tunnel HTTP/1.1\r\nHost: origin.example\r\n%sX-Vigie-Tenant: demo\r\nX-Vigie-Agent-Port: 4129\r\n"+
+		"Connection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n", auth)
+	if resp, err := http.ReadResponse(tun.br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request inside the tunnel: %v %v", resp, err)
+	}
+	if got := e.o.last(); got.Path != "/in-tunnel" || strings.Contains(fmt.Sprint(got.Header), tok) || got.Header.Get("X-Vigie-Tenant") != "" ||
+		got.Header.Get("X-Vigie-Agent-Port") != "" || got.Header.Get("X-Hop") != "" || got.Header.Get("Keep-Alive") != "" || got.Header.Get("Connection") != "" {
+		t.Errorf("the origin saw %s with %v", got.Path, got.Header)
+	}
 	// An origin that does not answer: 502.
 	if resp, _ := send("GET http://origin.example:9/ HTTP/1.1\r\nHost: origin.example:9\r\n" + auth + "\r\n"); resp.StatusCode != 502 && resp.StatusCode != 200 {
 		t.Errorf("unreachable origin: %d", resp.StatusCode)
@@ -422,7 +523,8 @@ func TestProtocolDetails(t *testing.T) {
 
 // TestWebSocket: WebSocket upgrades pass through the gateway, over plain
 // HTTP (absolute-form) and inside an inspected tunnel, with the token
-// stopping at the gateway.
+// stopping at the gateway; the gateway lets go of the client's connection
+// when the WebSocket ends.
 func TestWebSocket(t *testing.T) {
 	e := newEnv(t)
 	tok := e.login(t, 0).AccessToken
@@ -464,4 +566,133 @@ func TestWebSocket(t *testing.T) {
 		}
 		return false
 	})
+	// goproxy takes the client's connection over for a WebSocket and never
+	// closes it: the gateway must, or each one leaks a socket.
+	tt.tc.Close()
+	eventually(t, 10*time.Second, "the gateway closing its side of the client connections", func() bool { return e.leakCounters().conns == 0 })
+}
+
+// TestInspectedHostNames: the leaf the gateway presents names the host as
+// the client asked for it, so that a client trusting only the tenant CA
+// accepts it: an IPv4 or IPv6 literal (no SNI: the CONNECT names it; an IP
+// address SAN) and an internationalised name (its A-label, as a Go client
+// sends it in CONNECT and SNI for bücher.example).
+func TestInspectedHostNames(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login(t, 0).AccessToken
+	for _, c := range []struct {
+		host string // as in the URL
+		dns  string // the leaf's one SAN, a DNS name…
+		ip   string // … or an address
+	}{
+		{"192.0.2.10", "", "192.0.2.10"},
+		{"[2001:db8::10]", "", "2001:db8::10"},
+		{"bücher.example", "xn--bcher-kva.example", ""},
+	} {
+		resp, body := get(t, e.client(tok, e.tenant, nil), "https://"+c.host+"/name")
+		if resp.StatusCode != 200 || !strings.HasSuffix(body, "/name") {
+			t.Errorf("%s: %d %q", c.host, resp.StatusCode, body)
+			continue
+		}
+		leaf := resp.TLS.PeerCertificates[0]
+		var sans []string
+		for _, ip := range leaf.IPAddresses {
+			sans = append(sans, "IP "+ip.String())
+		}
+		for _, name := range leaf.DNSNames {
+			sans = append(sans, "DNS "+name)
+		}
+		want := "DNS " + c.dns
+		if c.ip != "" {
+			want = "IP " + c.ip
+		}
+		if strings.Join(sans, ", ") != want || leaf.Issuer.CommonName == "origin test CA" {
+			t.Errorf("%s: the leaf from %q names %v, want %s only", c.host, leaf.Issuer.CommonName, sans, want)
+		}
+	}
+}
+
+// TestBodies: bodies through the gateway, over plain HTTP and inside an
+// inspected tunnel, on a keep-alive connection the test writes by hand. A
+// chunked request body reaches the origin whole; a response of known
+// length keeps its Content-Length (downloads show their size); a response
+// streamed slowly reaches the client as it comes, not when it ends; and a
+// client that sends Expect: 100-continue gets its 100 (Continue) before it
+// sends the body (RFC 9110 §10.1.1), not after it gives up waiting.
+func TestBodies(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login(t, 0).AccessToken
+	conn, err := net.Dial("tcp", e.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tun := openInspectedTunnel(t, e, tok, "origin.example")
+	for _, c := range []struct {
+		name, target, auth string
+		conn               net.Conn
+		br                 *bufio.Reader
+	}{
+		{"plain HTTP", "http://origin.example", "Proxy-Authorization: Bearer " + tok + "\r\n", conn, bufio.NewReader(conn)},
+		{"inspected", "", "", tun.tc, tun.br},
+	} {
+		send := func(method, path, header, body string) {
+			t.Helper()
+			c.conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := fmt.Fprintf(c.conn, "%s %s%s HTTP/1.1\r\nHost: origin.example\r\n%s%s\r\n%s", method, c.target, path, c.auth, header, body); err != nil {
+				t.Fatalf("%s: %s %s: %v", c.name, method, path, err)
+			}
+		}
+		head := func(what string) *http.Response {
+			t.Helper()
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", c.name, what, err)
+			}
+			return resp
+		}
+		readAll := func(what string) (*http.Response, string) {
+			t.Helper()
+			resp := head(what)
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", c.name, what, err)
+			}
+			return resp, string(body)
+		}
+
+		send("POST", "/chunked", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+		if resp, _ := readAll("chunked upload"); resp.StatusCode != 200 || e.o.last().Path != "/chunked" || e.o.last().Body != "hello world" {
+			t.Errorf("%s: chunked upload: %d, the origin saw %s %q", c.name, resp.StatusCode, e.o.last().Path, e.o.last().Body)
+		}
+
+		send("GET", "/sized", "", "")
+		if resp, body := readAll("sized"); resp.ContentLength != 64<<10 || len(body) != 64<<10 {
+			t.Errorf("%s: a response of 64 KiB with Content-Length came with Content-Length %d (%v), %d bytes",
+				c.name, resp.ContentLength, resp.TransferEncoding, len(body))
+		}
+
+		// The origin sends its first line, then holds the rest until the
+		// test has read that line: were it buffered, the read would time out.
+		send("GET", "/slow", "", "")
+		resp := head("stream")
+		first, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || first != "first\n" {
+			t.Fatalf("%s: the first line of a streamed response did not come before its end: %q %v", c.name, first, err)
+		}
+		e.o.release <- struct{}{}
+		if rest, _ := io.ReadAll(resp.Body); !strings.HasSuffix(string(rest), "last\n") {
+			t.Errorf("%s: the end of the streamed response: %q", c.name, rest)
+		}
+
+		send("POST", "/expect", "Content-Length: 7\r\nExpect: 100-continue\r\n", "")
+		c.conn.SetDeadline(time.Now().Add(3 * time.Second)) // Go's clients wait 1 s, then send anyway
+		if resp := head("100 Continue"); resp.StatusCode != http.StatusContinue {
+			t.Fatalf("%s: Expect: 100-continue got %d first, want 100", c.name, resp.StatusCode)
+		}
+		io.WriteString(c.conn, "payload")
+		if resp, _ := readAll("after 100 Continue"); resp.StatusCode != 200 || e.o.last().Path != "/expect" || e.o.last().Body != "payload" {
+			t.Errorf("%s: after 100 Continue: %d, the origin saw %s %q", c.name, resp.StatusCode, e.o.last().Path, e.o.last().Body)
+		}
+	}
 }

@@ -21,15 +21,18 @@ import (
 	"vigie/platform/store"
 )
 
-// tunnel is an inspected CONNECT: goproxy hands it to every request read
-// inside the tunnel (ProxyCtx.UserData).
+// tunnel is an inspected CONNECT: every request read inside the tunnel
+// carries it in its context (inspectedKey).
 type tunnel struct {
 	id        *identity    // nil: no valid token; only a sign-in redirect is served
 	ts        *tenantState // the tenant (of the token, or of the hint)
 	host      string       // the CONNECT host
+	target    string       // the CONNECT target, host:port
 	client    string
 	agentPort string // the agent's port, for the sign-in redirect (agentPort)
 }
+
+type inspectedKey struct{}
 
 // exchange is one request and its response, from handleRequest to the end
 // of the response body.
@@ -40,6 +43,7 @@ type exchange struct {
 	start    time.Time
 	bytesIn  *bodyCounter
 	decision string
+	counted  bool // the origin's body is counted since the round trip (countBody)
 }
 
 func newRef() string {
@@ -91,9 +95,8 @@ func (g *Gateway) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.C
 		if hint := tenantHint(r.Header); hint != "" {
 			if ts, terr := g.tenant(ctx, hint); terr == nil && ts.minter != nil {
 				g.access.add(rec)
-				pctx.UserData = &tunnel{ts: ts, host: name, client: r.RemoteAddr, agentPort: agentPort(r.Header)}
 				g.conns.expectTraffic(ctx, g.silentTimeout)
-				return g.mitm(ts, name), host
+				return g.mitm(r, &tunnel{ts: ts, host: name, target: host, client: r.RemoteAddr, agentPort: agentPort(r.Header)}), host
 			}
 		}
 		g.finish(rec, start)
@@ -128,24 +131,78 @@ func (g *Gateway) handleConnect(host string, pctx *goproxy.ProxyCtx) (*goproxy.C
 		g.m.requests.WithLabelValues("tunnel").Inc()
 		return goproxy.OkConnect, host
 	}
-	pctx.UserData = &tunnel{id: id, ts: ts, host: name, client: r.RemoteAddr}
 	g.conns.expectTraffic(ctx, g.silentTimeout)
-	return g.mitm(ts, name), host
+	return g.mitm(r, &tunnel{id: id, ts: ts, host: name, target: host, client: r.RemoteAddr}), host
 }
 
-func (g *Gateway) mitm(ts *tenantState, host string) *goproxy.ConnectAction {
-	getCert := ts.minter.ForHost(host)
-	return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
-		return &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}, nil
+// mitm inspects a tunnel: the gateway accepts the CONNECT, does TLS with a
+// leaf of the tenant's CA, and serves the requests inside with net/http, as
+// on its own listener (header-size limit, read-header and idle timeouts,
+// 100 Continue), handing each to the proxy. goproxy's own loop for
+// inspected tunnels has none of these.
+func (g *Gateway) mitm(connect *http.Request, tun *tunnel) *goproxy.ConnectAction {
+	getCert := tun.ts.minter.ForHost(tun.host)
+	// Not the CONNECT's context, which ends when its handler returns: the
+	// tunnel, and the client's connection (closed on revocation or after a
+	// WebSocket).
+	base := context.WithValue(context.WithValue(context.Background(), inspectedKey{}, tun), connKey{}, connect.Context().Value(connKey{}))
+	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: func(_ *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+		if _, err := io.WriteString(client, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {
+			client.Close()
+			return
+		}
+		srv := g.httpServer(http.HandlerFunc(g.serveInspected))
+		srv.BaseContext = func(net.Listener) context.Context { return base }
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // HTTP/1.1 only, as offered
+		tc := tls.Server(client, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+		// Serve returns at once; the connection is served on until it ends.
+		srv.Serve(&oneConnListener{conn: tc, addr: client.LocalAddr()})
 	}}
 }
+
+// serveInspected hands a request read inside an inspected tunnel to the
+// proxy, in the absolute form the proxy expects.
+func (g *Gateway) serveInspected(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		http.Error(w, "Vigie: CONNECT inside a tunnel is not supported", http.StatusMethodNotAllowed)
+		return
+	}
+	r.URL.Scheme = "https"
+	if r.URL.Host == "" {
+		r.URL.Host = r.Host
+	}
+	if r.URL.Host == "" { // HTTP/1.0 need not name it
+		r.URL.Host = r.Context().Value(inspectedKey{}).(*tunnel).target
+	}
+	g.proxy.ServeHTTP(w, r)
+}
+
+// oneConnListener hands out one connection, then says it is closed, so
+// that http.Server.Serve returns, leaving the connection to be served on
+// its own goroutine until it ends.
+type oneConnListener struct {
+	conn net.Conn
+	addr net.Addr
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	c := l.conn
+	if c == nil {
+		return nil, net.ErrClosed
+	}
+	l.conn = nil
+	return c, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.addr }
 
 // handleRequest runs for every absolute-form request and every request
 // read inside an inspected tunnel.
 func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	ctx := r.Context()
 	start := g.now()
-	tun, inTunnel := pctx.UserData.(*tunnel)
+	tun, inTunnel := ctx.Value(inspectedKey{}).(*tunnel)
 	host := hostOnly(r.URL.Host)
 	if host == "" {
 		host = hostOnly(r.Host)
@@ -166,7 +223,7 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 		if g.revs.revoked(id) {
 			g.m.authFailures.WithLabelValues("revoked").Inc()
 			resp := respond(r, http.StatusForbidden, goproxy.ContentTypeText, "Vigie: your session has ended; sign in again\n")
-			resp.Close = true
+			resp.Header.Set("Connection", "close")
 			pctx.UserData = &exchange{rec: g.record(id, r, host), start: start, decision: "auth"}
 			return r, resp
 		}
@@ -248,10 +305,17 @@ func (g *Gateway) handleRequest(r *http.Request, pctx *goproxy.ProxyCtx) (*http.
 // through silently.
 func (g *Gateway) roundTrip(r *http.Request, pctx *goproxy.ProxyCtx) (*http.Response, error) {
 	resp, err := g.transport.RoundTrip(r)
+	ex, _ := pctx.UserData.(*exchange)
 	if err == nil {
+		if ex != nil && resp.Body != nil && resp.Body != http.NoBody {
+			// Counted here, not in handleResponse: goproxy keeps the
+			// origin's Content-Length only if the response handlers leave
+			// the body the round trip returned.
+			g.countBody(r.Context(), ex, resp)
+			ex.counted = true
+		}
 		return resp, nil
 	}
-	ex, _ := pctx.UserData.(*exchange)
 	var certErr *tls.CertificateVerificationError
 	var unknown x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
@@ -282,6 +346,14 @@ func (g *Gateway) handleResponse(resp *http.Response, pctx *goproxy.ProxyCtx) *h
 	}
 	if ex != nil && ex.decision == "allow" && resp.StatusCode != http.StatusSwitchingProtocols {
 		stripHopByHop(resp.Header) // an origin's; the gateway's own answers keep theirs (Proxy-Authenticate)
+		if resp.ContentLength < 0 && resp.Body != nil && resp.Body != http.NoBody {
+			// goproxy flushes each write to the client only when the
+			// response says chunked, which Go's transport never leaves in
+			// the header: without it, a stream (a slow download, long
+			// polling) waits in net/http's buffer until it ends. A body of
+			// unknown length goes to the client chunked anyway.
+			resp.Header.Set("Transfer-Encoding", "chunked")
+		}
 	}
 	resp.Header.Add("Via", "1.1 vigie")
 	if ex == nil {
@@ -291,28 +363,45 @@ func (g *Gateway) handleResponse(resp *http.Response, pctx *goproxy.ProxyCtx) *h
 	if ex.decision != "" {
 		ex.rec.Decision = ex.decision
 	}
-	finish := func(n int64) {
-		ex.rec.BytesOut = n
-		if ex.bytesIn != nil {
-			ex.rec.BytesIn = ex.bytesIn.n
-		}
-		g.finish(ex.rec, ex.start)
+	switch {
+	case ex.counted:
+	case resp.Body == nil || resp.Body == http.NoBody:
+		g.finishExchange(ex, 0)
+	default:
+		g.countBody(pctx.Req.Context(), ex, resp)
 	}
-	if resp.Body == nil || resp.Body == http.NoBody {
-		finish(0)
-		return resp
-	}
-	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-		// goproxy relays an upgraded connection only if the body is the
-		// connection itself, read and written.
-		resp.Body = &upgradeCounter{rwc: rwc, done: func(out, in int64) {
-			ex.rec.BytesOut, ex.rec.BytesIn = out, in
-			g.finish(ex.rec, ex.start)
-		}}
-		return resp
-	}
-	resp.Body = &bodyCounter{ReadCloser: resp.Body, done: finish}
 	return resp
+}
+
+// countBody has the exchange logged, with its sizes, once resp's body has
+// been relayed (an upgraded connection: once it ends); ctx is the
+// request's.
+func (g *Gateway) countBody(ctx context.Context, ex *exchange, resp *http.Response) {
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok || resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = &bodyCounter{ReadCloser: resp.Body, done: func(n int64) { g.finishExchange(ex, n) }}
+		return
+	}
+	// goproxy relays an upgraded connection only if the body is the
+	// connection itself, read and written. It takes the client's connection
+	// over for it and never closes it: closed here when the relay ends.
+	client, _ := ctx.Value(connKey{}).(net.Conn)
+	resp.Body = &upgradeCounter{rwc: rwc, done: func(out, in int64) {
+		ex.rec.BytesOut, ex.rec.BytesIn = out, in
+		g.finish(ex.rec, ex.start)
+		if client != nil {
+			client.Close()
+		}
+	}}
+}
+
+// finishExchange logs an exchange whose response body was n bytes.
+func (g *Gateway) finishExchange(ex *exchange, n int64) {
+	ex.rec.BytesOut = n
+	if ex.bytesIn != nil {
+		ex.rec.BytesIn = ex.bytesIn.n
+	}
+	g.finish(ex.rec, ex.start)
 }
 
 // finish records an access-log line and its metrics.

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,7 @@ type origins struct {
 	plainAddr  string
 	tlsAddr    string
 	roots      *x509.CertPool // trusts the TLS origin
+	release    chan struct{}  // lets a /slow response end
 	mu         sync.Mutex
 	seen       []seen
 }
@@ -60,6 +62,23 @@ func (o *origins) record(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/big":
 		w.Write([]byte(strings.Repeat("x", 1<<20)))
+	case "/sized":
+		w.Header().Set("Content-Length", strconv.Itoa(64<<10))
+		w.Write([]byte(strings.Repeat("x", 64<<10)))
+	case "/slow":
+		// The first line, then the last once the test says so: a client
+		// that reads the first line before the end sees a stream.
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-o.release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "last\n")
+	case "/hang":
+		// No answer until the client (the gateway) gives up.
+		<-r.Context().Done()
 	case "/stream":
 		for i := 0; i < 5; i++ {
 			fmt.Fprintf(w, "chunk %d\n", i)
@@ -81,34 +100,75 @@ func (o *origins) last() seen {
 	return o.seen[len(o.seen)-1]
 }
 
-// newOrigins starts both origins; the TLS one has a certificate from its
-// own CA for the names the tests use.
+// newOrigins starts both origins. The TLS one has a certificate from its
+// own CA for the names (and addresses) the tests use; for the server names
+// expired.example and unknown-ca.example, it presents an expired one and
+// one from a CA nobody trusts.
 func newOrigins(t *testing.T) *origins {
-	o := &origins{}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "origin test CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	ca, _ := x509.ParseCertificate(caDER)
+	o := &origins{release: make(chan struct{}, 1)}
+	now := time.Now()
+	ca, caKey := originCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "origin test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotAfter: now.Add(24 * time.Hour)}, nil, nil)
 	o.roots = x509.NewCertPool()
-	o.roots.AddCert(ca)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "origin"},
-		DNSNames:  []string{"www.example.com", "casino.example", "bank.example", "news.example", "origin.example", "social.example"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	o.roots.AddCert(ca.Leaf)
+	cert, _ := originCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "origin"},
+		DNSNames: []string{"www.example.com", "casino.example", "bank.example", "news.example", "origin.example", "social.example",
+			"xn--bcher-kva.example"},
+		IPAddresses: []net.IP{net.ParseIP("192.0.2.10"), net.ParseIP("2001:db8::10")},
+		NotAfter:    now.Add(24 * time.Hour)}, ca.Leaf, caKey)
+	expired, _ := originCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "expired"}, DNSNames: []string{"expired.example"},
+		NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-24 * time.Hour)}, ca.Leaf, caKey)
+	otherCA, otherKey := originCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "unknown test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotAfter: now.Add(24 * time.Hour)}, nil, nil)
+	unknown, _ := originCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "unknown-ca"}, DNSNames: []string{"unknown-ca.example"},
+		NotAfter: now.Add(24 * time.Hour)}, otherCA.Leaf, otherKey)
+	byName := map[string]*tls.Certificate{"expired.example": expired, "unknown-ca.example": unknown}
 
 	h := http.HandlerFunc(o.record)
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
 	tl, _ := net.Listen("tcp", "127.0.0.1:0")
 	o.plainAddr, o.tlsAddr = pl.Addr().String(), tl.Addr().String()
 	o.plain = &http.Server{Handler: h}
-	o.tls = &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	o.tls = &http.Server{Handler: h, TLSConfig: &tls.Config{GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if c := byName[hello.ServerName]; c != nil {
+			return c, nil
+		}
+		return cert, nil
+	}}}
 	go o.plain.Serve(pl)
 	go o.tls.ServeTLS(tl, "", "")
 	t.Cleanup(func() { o.plain.Close(); o.tls.Close() })
 	return o
+}
+
+// originCert makes the certificate tmpl describes, with a key of its own,
+// signed by parent (itself when parent is nil). NotBefore defaults to an
+// hour ago; server certificates get the server-auth usage.
+func originCert(t *testing.T, tmpl *x509.Certificate, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*tls.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber, _ = rand.Int(rand.Reader, big.NewInt(1<<62))
+	if tmpl.NotBefore.IsZero() {
+		tmpl.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if !tmpl.IsCA {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, key
 }
 
 // dial sends every host to the origins.
