@@ -21,6 +21,8 @@ import (
 
 	"vigie/agent/identity"
 	"vigie/pac"
+
+	"vigie/agent/internal/loopback"
 )
 
 // testHosts maps the test's host names to loopback servers, for every hop
@@ -150,48 +152,37 @@ func upstream(t *testing.T, h *hop, deny bool) string {
 // socks5 is a minimal SOCKS5 server (no auth, CONNECT) that counts
 // connections.
 func socks5(t *testing.T, n *atomic.Int32) string {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 262)
-				io.ReadFull(c, buf[:2])
-				io.ReadFull(c, buf[:buf[1]])
-				c.Write([]byte{5, 0})
-				io.ReadFull(c, buf[:4])
-				var host string
-				switch buf[3] {
-				case 1:
-					io.ReadFull(c, buf[:4])
-					host = net.IP(buf[:4]).String()
-				case 3:
-					io.ReadFull(c, buf[:1])
-					l := int(buf[0])
-					io.ReadFull(c, buf[:l])
-					host = string(buf[:l])
-				}
-				io.ReadFull(c, buf[:2])
-				port := binary.BigEndian.Uint16(buf[:2])
-				dst, err := testDial(context.Background(), "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
-				if err != nil {
-					c.Write([]byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0})
-					return
-				}
-				defer dst.Close()
-				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
-				go io.Copy(dst, c)
-				io.Copy(c, dst)
-			}()
+	addr := loopback.Serve(t, func(c net.Conn) {
+		n.Add(1)
+		buf := make([]byte, 262)
+		io.ReadFull(c, buf[:2])
+		io.ReadFull(c, buf[:buf[1]])
+		c.Write([]byte{5, 0})
+		io.ReadFull(c, buf[:4])
+		var host string
+		switch buf[3] {
+		case 1:
+			io.ReadFull(c, buf[:4])
+			host = net.IP(buf[:4]).String()
+		case 3:
+			io.ReadFull(c, buf[:1])
+			l := int(buf[0])
+			io.ReadFull(c, buf[:l])
+			host = string(buf[:l])
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
+		io.ReadFull(c, buf[:2])
+		port := binary.BigEndian.Uint16(buf[:2])
+		dst, err := testDial(context.Background(), "tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err != nil {
+			c.Write([]byte{5, 1, 0, 1, 0, 0, 0, 0, 0, 0})
+			return
+		}
+		defer dst.Close()
+		c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+		go io.Copy(dst, c)
+		io.Copy(c, dst)
+	})
+	return addr
 }
 
 type tokens struct {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"vigie/agent/internal/loopback"
 )
 
 // bodyOrigin makes the harness's origin answer with what it got: the
@@ -133,34 +135,20 @@ func TestBodiesAndStreams(t *testing.T) {
 // closes the connection without answering: a route that fails after it
 // had the request. It counts the requests it swallowed.
 func dropper(t *testing.T) (addr string, swallowed func() int) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	n := 0
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.ReadFull(req.Body, make([]byte, 1))
-				mu.Lock()
-				n++
-				mu.Unlock()
-			}()
+	addr = loopback.Serve(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+		io.ReadFull(req.Body, make([]byte, 1))
+		mu.Lock()
+		n++
+		mu.Unlock()
+	})
+	return addr, func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 
 // deadAddr is a loopback address nothing listens on.

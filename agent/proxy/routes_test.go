@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"vigie/agent/internal/loopback"
 )
 
 // TestFailoverKeepsTheTokenBehind: when the gateway cannot be reached and
@@ -48,54 +50,40 @@ func TestFailoverKeepsTheTokenBehind(t *testing.T) {
 // socks4 is a minimal SOCKS4a server (CONNECT) that records the targets
 // it was asked for.
 func socks4(t *testing.T) (addr string, targets func() []string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var seen []string
-	go func() {
-		for {
-			c, err := ln.Accept()
+	addr = loopback.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		var hdr [8]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != 4 || hdr[1] != 1 {
+			return
+		}
+		if _, err := br.ReadString(0); err != nil { // user ID
+			return
+		}
+		host := net.IP(hdr[4:8]).String()
+		if hdr[4] == 0 && hdr[5] == 0 && hdr[6] == 0 && hdr[7] != 0 { // 4a: the name follows
+			name, err := br.ReadString(0)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				var hdr [8]byte
-				if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != 4 || hdr[1] != 1 {
-					return
-				}
-				if _, err := br.ReadString(0); err != nil { // user ID
-					return
-				}
-				host := net.IP(hdr[4:8]).String()
-				if hdr[4] == 0 && hdr[5] == 0 && hdr[6] == 0 && hdr[7] != 0 { // 4a: the name follows
-					name, err := br.ReadString(0)
-					if err != nil {
-						return
-					}
-					host = strings.TrimSuffix(name, "\x00")
-				}
-				target := net.JoinHostPort(host, fmt.Sprint(binary.BigEndian.Uint16(hdr[2:4])))
-				mu.Lock()
-				seen = append(seen, target)
-				mu.Unlock()
-				dst, err := testDial(context.Background(), "tcp", target)
-				if err != nil {
-					c.Write([]byte{0, 0x5b, 0, 0, 0, 0, 0, 0})
-					return
-				}
-				defer dst.Close()
-				c.Write([]byte{0, 0x5a, 0, 0, 0, 0, 0, 0})
-				go func() { io.Copy(dst, br); dst.Close() }()
-				io.Copy(c, dst)
-			}()
+			host = strings.TrimSuffix(name, "\x00")
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String(), func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seen...) }
+		target := net.JoinHostPort(host, fmt.Sprint(binary.BigEndian.Uint16(hdr[2:4])))
+		mu.Lock()
+		seen = append(seen, target)
+		mu.Unlock()
+		dst, err := testDial(context.Background(), "tcp", target)
+		if err != nil {
+			c.Write([]byte{0, 0x5b, 0, 0, 0, 0, 0, 0})
+			return
+		}
+		defer dst.Close()
+		c.Write([]byte{0, 0x5a, 0, 0, 0, 0, 0, 0})
+		go func() { io.Copy(dst, br); dst.Close() }()
+		io.Copy(c, dst)
+	})
+	return addr, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seen...) }
 }
 
 // TestSOCKS4: "SOCKS host:port" is SOCKS4a, for plain requests and
@@ -130,32 +118,19 @@ func TestHTTPSProxy(t *testing.T) {
 	front := httptest.NewUnstartedServer(nil)
 	front.StartTLS()
 	front.Listener.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(c, front.TLS)
-				defer tc.Close()
-				back, err := net.Dial("tcp", plain)
-				if err != nil {
-					return
-				}
-				defer back.Close()
-				go func() { io.Copy(back, tc); back.(*net.TCPConn).CloseWrite() }()
-				io.Copy(tc, back)
-			}()
+	tlsProxy := loopback.Serve(t, func(c net.Conn) {
+		tc := tls.Server(c, front.TLS)
+		defer tc.Close()
+		back, err := net.Dial("tcp", plain)
+		if err != nil {
+			return
 		}
-	}()
-	proxyAddr := "example.com:" + fmt.Sprint(portOf(ln.Addr().String()))
-	testHosts.Store(proxyAddr, ln.Addr().String())
+		defer back.Close()
+		go func() { io.Copy(back, tc); back.(*net.TCPConn).CloseWrite() }()
+		io.Copy(tc, back)
+	})
+	proxyAddr := "example.com:" + fmt.Sprint(portOf(tlsProxy))
+	testHosts.Store(proxyAddr, tlsProxy)
 	roots := x509.NewCertPool()
 	roots.AddCert(front.Certificate())
 
@@ -251,22 +226,9 @@ func TestBadProxyRetried(t *testing.T) {
 // HandshakeTimeout; the next route is used.
 func TestHungProxy(t *testing.T) {
 	h := newHarnessWith(t, "", func(o *Options) { o.HandshakeTimeout = 200 * time.Millisecond })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	hung := loopback.Serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	for _, kind := range []string{"PROXY", "SOCKS", "SOCKS5", "HTTPS"} {
-		h.setPAC(`function FindProxyForURL(url, host) { return "` + kind + ` ` + ln.Addr().String() + `; DIRECT"; }`)
+		h.setPAC(`function FindProxyForURL(url, host) { return "` + kind + ` ` + hung + `; DIRECT"; }`)
 		urls := []string{"https://origin.example/hung-" + kind}
 		if kind != "PROXY" {
 			// A plain request through an HTTP proxy waits for the

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"vigie/platform/platformtest"
+
+	"vigie/agent/internal/loopback"
 )
 
 // The agent's benchmarks (issue 5): every figure is a ratio, or a
@@ -377,37 +379,22 @@ func BenchmarkAgentConnectBulk(b *testing.B) {
 // startBareRelay listens on loopback and relays every connection to
 // target, with half-closes, until the benchmark ends.
 func startBareRelay(tb testing.TB, target string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				t, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer t.Close()
-				done := make(chan struct{})
-				go func() {
-					io.Copy(t, c)
-					t.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				io.Copy(c, t)
-				c.(*net.TCPConn).CloseWrite()
-				<-done
-			}()
+	return loopback.Serve(tb, func(c net.Conn) {
+		t, err := net.Dial("tcp", target)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		defer t.Close()
+		done := make(chan struct{})
+		go func() {
+			io.Copy(t, c)
+			t.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(c, t)
+		c.(*net.TCPConn).CloseWrite()
+		<-done
+	})
 }
 
 // benchBulkBytes is what one transfer moves.
@@ -421,21 +408,7 @@ const benchChunk = 256 << 10
 // the count the sink received (8 bytes); or 'd' and a count (8 bytes), and
 // reads that many bytes until the sink closes.
 func startBulkSink(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveBulk(c)
-		}
-	}()
-	return ln.Addr().String()
+	return loopback.Serve(tb, serveBulk)
 }
 
 func serveBulk(c net.Conn) {
