@@ -72,7 +72,7 @@ func (p *Proxy) servePAC(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `// Vigie agent: every request goes through the local agent, which applies
 // your organisation's routing.
 function FindProxyForURL(url, host) {
-  if (host == "localhost" || shExpMatch(host, "*.localhost") || shExpMatch(host, "127.*") || host == "::1")
+  if (host == "localhost" || shExpMatch(host, "*.localhost") || shExpMatch(host, "127.*") || host == "::1" || host == "[::1]")
     return "DIRECT";
   return "PROXY %s:%s";
 }

@@ -691,10 +691,11 @@ func TestServedPAC(t *testing.T) {
 		}
 		for url, host := range map[string]string{"http://localhost:8080/": "localhost", "http://app.localhost/": "app.localhost",
 			"http://127.0.0.1/": "127.0.0.1", "http://127.1.2.3:9000/": "127.1.2.3", "http://[::1]/": "::1",
-			"https://www.example.com/": "www.example.com", "http://10.0.0.1/": "10.0.0.1", "http://[2001:db8::1]/": "2001:db8::1"} {
+			"https://www.example.com/": "www.example.com", "http://10.0.0.1/": "10.0.0.1", "http://[2001:db8::1]/": "2001:db8::1",
+			"http://[::1]:8080/": "[::1]"} { // (some browsers pass the bracketed form)
 			res, err := script.Eval(t.Context(), url, host)
 			want := "PROXY " + tc.proxy
-			if implicitDirect(host) {
+			if implicitDirect(strings.Trim(host, "[]")) {
 				want = "DIRECT"
 			}
 			if err != nil || res.Raw != want {

@@ -396,10 +396,14 @@ func TestMetrics(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{`vigie_gateway_requests_total{decision="allow"}`, "vigie_gateway_log_queue_depth", "vigie_gateway_log_dropped_total",
-		"vigie_gateway_request_duration_seconds_bucket", "vigie_gateway_open_tunnels", "vigie_gateway_auth_failures_total"} {
+		"vigie_gateway_request_duration_seconds_bucket", "vigie_gateway_open_tunnels", "vigie_gateway_open_inspected_tunnels", "vigie_gateway_auth_failures_total"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// The client keeps its inspected tunnel open for its next request.
+	if !strings.Contains(string(body), "\nvigie_gateway_open_inspected_tunnels 1\n") {
+		t.Errorf("an open inspected tunnel is not counted:\n%s", body)
 	}
 }
 

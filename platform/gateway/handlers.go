@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -151,6 +152,8 @@ func (g *Gateway) mitm(connect *http.Request, tun *tunnel) *goproxy.ConnectActio
 			client.Close()
 			return
 		}
+		g.m.inspected.Inc()
+		client = &closeHook{Conn: client, closed: g.m.inspected.Dec}
 		srv := g.httpServer(http.HandlerFunc(g.serveInspected))
 		srv.BaseContext = func(net.Listener) context.Context { return base }
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // HTTP/1.1 only, as offered
@@ -175,6 +178,19 @@ func (g *Gateway) serveInspected(w http.ResponseWriter, r *http.Request) {
 		r.URL.Host = r.Context().Value(inspectedKey{}).(*tunnel).target
 	}
 	g.proxy.ServeHTTP(w, r)
+}
+
+// closeHook calls closed once, on the first Close.
+type closeHook struct {
+	net.Conn
+	once   sync.Once
+	closed func()
+}
+
+func (c *closeHook) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.closed)
+	return err
 }
 
 // oneConnListener hands out one connection, then says it is closed, so

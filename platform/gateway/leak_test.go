@@ -295,6 +295,7 @@ type leakCounters struct {
 	fds        int // -1 where /proc/self/fd does not exist (not Linux)
 	conns      int // the gateway's vigie_gateway_open_connections
 	tunnels    int // vigie_gateway_open_tunnels
+	inspected  int // vigie_gateway_open_inspected_tunnels
 }
 
 func (c leakCounters) String() string {
@@ -302,7 +303,8 @@ func (c leakCounters) String() string {
 	if c.fds >= 0 {
 		fds = strconv.Itoa(c.fds)
 	}
-	return fmt.Sprintf("goroutines %d, fds %s, gateway connections %d, uninspected tunnels %d", c.goroutines, fds, c.conns, c.tunnels)
+	return fmt.Sprintf("goroutines %d, fds %s, gateway connections %d, uninspected tunnels %d, inspected tunnels %d",
+		c.goroutines, fds, c.conns, c.tunnels, c.inspected)
 }
 
 // within says whether c is no more than tolerance goroutines and file
@@ -310,7 +312,7 @@ func (c leakCounters) String() string {
 // open.
 func (c leakCounters) within(base leakCounters, tolerance int) bool {
 	return c.goroutines <= base.goroutines+tolerance && c.fds <= base.fds+tolerance &&
-		c.conns <= base.conns && c.tunnels <= base.tunnels
+		c.conns <= base.conns && c.tunnels <= base.tunnels && c.inspected <= base.inspected
 }
 
 func (e *env) leakCounters() leakCounters {
@@ -324,6 +326,7 @@ func (e *env) leakCounters() leakCounters {
 	e.Server.Gateway.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	c.conns = promGauge(rec.Body.String(), "vigie_gateway_open_connections")
 	c.tunnels = promGauge(rec.Body.String(), "vigie_gateway_open_tunnels")
+	c.inspected = promGauge(rec.Body.String(), "vigie_gateway_open_inspected_tunnels")
 	return c
 }
 

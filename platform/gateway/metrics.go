@@ -8,6 +8,7 @@ type metrics struct {
 	authFailures *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	tunnels      prometheus.Gauge
+	inspected    prometheus.Gauge
 	logDropped   prometheus.Counter
 	logWritten   prometheus.Counter
 	revocations  *prometheus.CounterVec
@@ -24,6 +25,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"decision"}),
 		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigie_gateway_open_tunnels",
 			Help: "Uninspected tunnels open."}),
+		inspected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigie_gateway_open_inspected_tunnels",
+			Help: "Inspected (TLS-intercepted) tunnels open."}),
 		logDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigie_gateway_log_dropped_total",
 			Help: "Access-log records dropped because the queue was full or the store failed."}),
 		logWritten: prometheus.NewCounter(prometheus.CounterOpts{Name: "vigie_gateway_log_written_total",
@@ -31,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigie_gateway_feed_events_total",
 			Help: "Revocation-feed events applied, by kind."}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.authFailures, m.latency, m.tunnels, m.logDropped, m.logWritten, m.revocations)
+	reg.MustRegister(m.requests, m.authFailures, m.latency, m.tunnels, m.inspected, m.logDropped, m.logWritten, m.revocations)
 	// Every series exists from the start, at zero, so dashboards and alerts
 	// see a rate rather than a gap.
 	for _, d := range []string{"allow", "block", "tunnel", "auth", "error"} {
