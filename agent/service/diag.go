@@ -44,6 +44,34 @@ func Redact(b []byte) []byte {
 	return b
 }
 
+// diagDir is the folder of a diag bundle's files.
+const diagDir = "vigie-diag/"
+
+// ReadDiag reads a bundle Diag wrote: file name (without the folder) →
+// contents. For support tools and tests.
+func ReadDiag(r io.Reader) (map[string]string, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(gz)
+	files := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, err
+		}
+		files[strings.TrimPrefix(h.Name, diagDir)] = string(b)
+	}
+}
+
 // Diag writes a gzipped tar to w for support: the configuration, status
 // (statusJSON, or statusErr when the agent did not answer), the agent's
 // logs, the fail-open journal and the sync status, each with its secrets
@@ -53,7 +81,7 @@ func Diag(w io.Writer, configPath string, cfg *Config, statusJSON []byte, status
 	tw := tar.NewWriter(gz)
 	add := func(name string, body []byte) error {
 		body = Redact(body)
-		if err := tw.WriteHeader(&tar.Header{Name: "vigie-diag/" + name, Mode: 0o600, Size: int64(len(body)), ModTime: now}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: diagDir + name, Mode: 0o600, Size: int64(len(body)), ModTime: now}); err != nil {
 			return err
 		}
 		_, err := tw.Write(body)

@@ -1,9 +1,7 @@
 package service
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"io"
 	"os"
@@ -62,23 +60,11 @@ func TestDiagRedacts(t *testing.T) {
 }
 
 func untar(t *testing.T, r io.Reader) map[string]string {
-	gz, err := gzip.NewReader(r)
+	files, err := ReadDiag(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(gz)
-	files := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		files[strings.TrimPrefix(h.Name, "vigie-diag/")] = string(b)
-	}
+	return files
 }
 
 func keys(m map[string]string) []string {
