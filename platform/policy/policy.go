@@ -229,16 +229,18 @@ type Decision struct {
 func (c *Compiled) Decide(r Request) Decision {
 	for i := range c.rules {
 		cr := &c.rules[i]
-		if !cr.matches(r) {
+		ok, what := cr.matches(r)
+		if !ok {
 			continue
 		}
+		rule := cr.id + what
 		switch cr.action {
 		case Block:
-			return Decision{Action: Block, Inspect: c.inspect && !c.bypassed(r), Rule: cr.id, Reason: "blocked by rule " + cr.id}
+			return Decision{Action: Block, Inspect: c.inspect && !c.bypassed(r), Rule: cr.id, Reason: "blocked by rule " + rule}
 		case AllowNoInspect:
-			return Decision{Action: Allow, Inspect: false, Rule: cr.id, Reason: "allowed without inspection by rule " + cr.id}
+			return Decision{Action: Allow, Inspect: false, Rule: cr.id, Reason: "allowed without inspection by rule " + rule}
 		default:
-			return c.allow(r, cr.id, "allowed by rule "+cr.id)
+			return c.allow(r, cr.id, "allowed by rule "+rule)
 		}
 	}
 	if c.dflt == Block {
@@ -265,19 +267,27 @@ func (c *Compiled) bypassCategory(r Request) string {
 	return ""
 }
 
-func (cr *compiledRule) matches(r Request) bool {
+// matches says whether the rule applies to r and, for people, on what it
+// matched: " (category gambling)", " (domain example.com)", or "" (the
+// rule names the host, or every host).
+func (cr *compiledRule) matches(r Request) (bool, string) {
 	if len(cr.groups) > 0 && !anyIn(r.Groups, cr.groups) {
-		return false
+		return false, ""
 	}
-	if cr.anyHost || cr.hosts[r.Host] || anyIn(r.Categories, cr.categories) {
-		return true
+	if cr.anyHost || cr.hosts[r.Host] {
+		return true, ""
+	}
+	for _, cat := range r.Categories {
+		if cr.categories[cat] {
+			return true, " (category " + cat + ")"
+		}
 	}
 	for _, d := range cr.domains {
 		if UnderDomain(r.Host, d) {
-			return true
+			return true, " (domain " + d + ")"
 		}
 	}
-	return false
+	return false, ""
 }
 
 func anyIn(xs []string, m map[string]bool) bool {

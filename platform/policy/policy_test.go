@@ -57,6 +57,16 @@ func TestDecide(t *testing.T) {
 			t.Errorf("%s for %s: %+v, want %s inspect=%v rule %s", tc.host, tc.groups, got, tc.action, tc.inspect, tc.rule)
 		}
 	}
+	// The reason says what the rule matched on, for the block page.
+	for host, want := range map[string]string{
+		"www.casino.example": "blocked by rule no-gambling (category gambling)",
+		"git.corp.example":   "allowed without inspection by rule intranet (domain corp.example)",
+		"blocked.example":    "blocked by rule exact",
+	} {
+		if got := c.Decide(Request{Host: host, Categories: cats.Of(host)}); got.Reason != want {
+			t.Errorf("%s: reason %q, want %q", host, got.Reason, want)
+		}
+	}
 }
 
 func TestDefaultsAndBypass(t *testing.T) {
