@@ -95,25 +95,8 @@ func startBenchAgent(tb testing.TB, p *platformtest.Platform, pacVersion int64, 
 	tb.Helper()
 	cfg := &Config{PlatformURL: p.BaseURL, Tenant: p.Tenant, EnrollmentSecret: p.EnrollmentSecret,
 		DistributionKey: p.DistributionKey, Port: freePort(tb), StateDir: tb.TempDir()}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *Agent, 1)
-	done := make(chan error, 1)
-	o := Options{UserMode: true, Dial: loopbackDial(target), Ready: func(a *Agent) { ready <- a },
-		Logger: slog.New(slog.NewTextHandler(benchLog{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	go func() { done <- Run(ctx, cfg, o) }()
-	var a *Agent
-	select {
-	case a = <-ready:
-		tb.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				tb.Errorf("agent: %v", err)
-			}
-		})
-	case err := <-done:
-		cancel()
-		tb.Fatalf("agent did not start: %v", err)
-	}
+	a := startAgent(tb, cfg, Options{UserMode: true, Dial: loopbackDial(target),
+		Logger: slog.New(slog.NewTextHandler(benchLog{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	deadline := time.Now().Add(20 * time.Second)
 	for a.syncer.Current().Version("pac") < pacVersion {
 		if time.Now().After(deadline) {

@@ -132,7 +132,7 @@ func agentConfig(t *testing.T, p *platformtest.Platform) *Config {
 }
 
 // startAgent runs the agent until the test ends.
-func startAgent(t *testing.T, cfg *Config, o Options) *Agent {
+func startAgent(t testing.TB, cfg *Config, o Options) *Agent {
 	t.Helper()
 	a, stop := runAgent(t, cfg, o)
 	t.Cleanup(stop)
@@ -140,7 +140,7 @@ func startAgent(t *testing.T, cfg *Config, o Options) *Agent {
 }
 
 // runAgent runs the agent until stop, which waits for it to return.
-func runAgent(t *testing.T, cfg *Config, o Options) (a *Agent, stop func()) {
+func runAgent(t testing.TB, cfg *Config, o Options) (a *Agent, stop func()) {
 	t.Helper()
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
@@ -168,7 +168,7 @@ func runAgent(t *testing.T, cfg *Config, o Options) (a *Agent, stop func()) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))

@@ -108,18 +108,10 @@ func TestUnauthenticated(t *testing.T) {
 	e := newEnv(t)
 	tr := e.login(t, 0)
 	raw := func(req string) string {
-		conn, err := net.Dial("tcp", e.GatewayAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(conn, req)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		resp, _, err := e.send(t, req)
 		if err != nil {
 			return "error: " + err.Error()
 		}
-		resp.Body.Close()
 		return fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Proxy-Authenticate")+resp.Header.Get("Location"))
 	}
 	parts := strings.Split(tr.AccessToken, ".")
@@ -453,20 +445,11 @@ func TestProtocolDetails(t *testing.T) {
 	e := newEnv(t)
 	tok := e.login(t, 0).AccessToken
 	send := func(req string) (*http.Response, string) {
-		conn, err := net.Dial("tcp", e.GatewayAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(conn, req)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		resp, body, err := e.send(t, req)
 		if err != nil {
 			t.Fatalf("%q: %v", req, err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(body)
+		return resp, body
 	}
 	auth := "Proxy-Authorization: Bearer " + tok + "\r\n"
 	// CONNECT to a port the policy does not allow.

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -279,4 +280,24 @@ func eventually(t *testing.T, within time.Duration, what string, f func() bool) 
 		}
 		time.Sleep(100 * time.Millisecond) // waiting on another node's poll: nothing to inject a clock into
 	}
+}
+
+// send writes req, raw, on a new connection to the gateway and reads the
+// answer and its body.
+func (e *env) send(t *testing.T, req string) (*http.Response, string, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.GatewayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, req)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body), err
 }
